@@ -1,0 +1,50 @@
+// Gradient tracking, backward passes and the thread's grad mode.
+#include "common.h"
+
+MDM_API int32_t mdm_set_requires_grad(mdm_tensor t, int32_t flag, mdm_status* st) {
+  GUARD_STATUS(st, {
+    if (t == nullptr) throw std::invalid_argument("null tensor handle");
+    t->set_requires_grad(flag != 0);
+  })
+}
+
+MDM_API int32_t mdm_backward(mdm_tensor t, mdm_tensor grad, int32_t retain_graph, mdm_status* st) {
+  GUARD_STATUS(st, {
+    const auto& out = mdm::ref(t);
+    at::Tensor g = grad == nullptr ? at::Tensor() : *grad;
+    out.backward(g, retain_graph != 0);
+  })
+}
+
+// Returns null with a clear status when the tensor has no gradient yet.
+MDM_API mdm_tensor mdm_grad(mdm_tensor t, mdm_status* st) {
+  GUARD(st, nullptr, {
+    const auto& g = mdm::ref(t).grad();
+    if (!g.defined()) return static_cast<mdm_tensor>(nullptr);
+    return mdm::wrap(g);
+  })
+}
+
+// set_to_none drops the gradient (the next backward allocates it), otherwise it is zeroed in place.
+MDM_API int32_t mdm_zero_grad(mdm_tensor t, int32_t set_to_none, mdm_status* st) {
+  GUARD_STATUS(st, {
+    if (t == nullptr) throw std::invalid_argument("null tensor handle");
+    auto& g = t->mutable_grad();
+    if (!g.defined()) return 0;
+    if (set_to_none) {
+      g = at::Tensor();
+    } else {
+      g = g.detach();
+      g.zero_();
+    }
+  })
+}
+
+MDM_API mdm_tensor mdm_detach(mdm_tensor t, mdm_status* st) { GUARD_TENSOR(st, mdm::ref(t).detach()) }
+
+// Grad mode is thread-local in libtorch: this sets it for the calling (JavaScript) thread.
+MDM_API int32_t mdm_set_grad_enabled(int32_t flag) {
+  bool previous = at::GradMode::is_enabled();
+  at::GradMode::set_enabled(flag != 0);
+  return previous ? 1 : 0;
+}

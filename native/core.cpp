@@ -1,0 +1,177 @@
+// Status reports, dtype/device codes, handle lifetime, creation from host memory and queries.
+#include "common.h"
+
+#include <torch/cuda.h>
+#include <torch/version.h>
+
+std::atomic<int64_t> mdm::live_tensors{0};
+
+void mdm::fail(mdm_status* st, const char* message) {
+  if (st == nullptr) return;
+  std::free(st->message);
+  st->message = strdup(message);
+  st->code = 1;
+}
+
+std::vector<at::Tensor> mdm::tensors(const mdm_tensor* handles, int64_t n) {
+  if (n < 0) throw std::invalid_argument("negative tensor count");
+  std::vector<at::Tensor> out;
+  out.reserve(n);
+  for (int64_t i = 0; i < n; i++) out.push_back(ref(handles[i]));
+  return out;
+}
+
+// Codes shared with ffi/dtype.ts.
+static const at::ScalarType kTypes[] = {at::kFloat, at::kDouble, at::kHalf, at::kBFloat16,
+                                        at::kLong,  at::kInt,    at::kByte, at::kBool};
+
+at::ScalarType mdm::scalar_type(int32_t code) {
+  if (code < 0 || code >= static_cast<int32_t>(sizeof(kTypes) / sizeof(kTypes[0])))
+    throw std::invalid_argument("unknown dtype code " + std::to_string(code));
+  return kTypes[code];
+}
+
+int32_t mdm::dtype_code(at::ScalarType t) {
+  for (int32_t i = 0; i < static_cast<int32_t>(sizeof(kTypes) / sizeof(kTypes[0])); i++)
+    if (kTypes[i] == t) return i;
+  return -1;
+}
+
+// Device codes: -1 is the CPU, k >= 0 is CUDA device k.
+at::Device mdm::device(int32_t code) {
+  if (code < -1) throw std::invalid_argument("unknown device code " + std::to_string(code));
+  if (code == -1) return at::Device(at::kCPU);
+  return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(code));
+}
+
+int32_t mdm::device_code(const at::Device& d) {
+  if (d.is_cpu()) return -1;
+  if (d.is_cuda()) return d.has_index() ? d.index() : 0;
+  return -2;
+}
+
+at::TensorOptions mdm::options(int32_t dtype, int32_t dev) {
+  return at::TensorOptions().dtype(scalar_type(dtype)).device(device(dev));
+}
+
+at::Reduction::Reduction mdm::reduction(int32_t code) {
+  switch (code) {
+    case 0: return at::Reduction::None;
+    case 1: return at::Reduction::Mean;
+    case 2: return at::Reduction::Sum;
+  }
+  throw std::invalid_argument("unknown reduction code " + std::to_string(code));
+}
+
+int32_t mdm::emit(const std::vector<at::Tensor>& ts, mdm_tensor* out, int32_t capacity) {
+  if (static_cast<int32_t>(ts.size()) > capacity)
+    throw std::invalid_argument("result has " + std::to_string(ts.size()) +
+                                " tensors, more than the " + std::to_string(capacity) +
+                                " slots provided");
+  for (size_t i = 0; i < ts.size(); i++) out[i] = wrap(ts[i]);
+  return static_cast<int32_t>(ts.size());
+}
+
+MDM_API mdm_status* mdm_status_new() { return static_cast<mdm_status*>(calloc(1, sizeof(mdm_status))); }
+
+MDM_API void mdm_status_free(mdm_status* st) {
+  if (st == nullptr) return;
+  std::free(st->message);
+  std::free(st);
+}
+
+MDM_API void mdm_status_clear(mdm_status* st) {
+  if (st != nullptr) st->code = 0;
+}
+
+MDM_API const char* mdm_torch_version() { return TORCH_VERSION; }
+
+MDM_API int64_t mdm_live_tensors() { return mdm::live_tensors.load(); }
+
+MDM_API void mdm_free(mdm_tensor t) {
+  if (t == nullptr) return;
+  delete t;
+  mdm::live_tensors.fetch_sub(1, std::memory_order_relaxed);
+}
+
+// The bytes are copied, so the caller's buffer may be reused as soon as this returns.
+MDM_API mdm_tensor mdm_from_data(const void* data, int64_t nbytes, int32_t dtype, const int64_t* sizes,
+                                 int32_t ndim, int32_t dev, mdm_status* st) {
+  GUARD(st, nullptr, {
+    auto shape = mdm::ints(sizes, ndim);
+    auto type = mdm::scalar_type(dtype);
+    auto cpu = at::empty(shape, at::TensorOptions().dtype(type));
+    int64_t expected = cpu.numel() * static_cast<int64_t>(cpu.element_size());
+    if (nbytes != expected)
+      throw std::invalid_argument("host buffer holds " + std::to_string(nbytes) + " bytes, shape " +
+                                  c10::str(shape) + " of " + std::string(c10::toString(type)) +
+                                  " needs " + std::to_string(expected));
+    if (expected > 0) std::memcpy(cpu.data_ptr(), data, static_cast<size_t>(expected));
+    auto d = mdm::device(dev);
+    return mdm::wrap(d.is_cpu() ? cpu : cpu.to(d));
+  })
+}
+
+MDM_API int32_t mdm_copy_to_host(mdm_tensor t, void* dst, int64_t nbytes, mdm_status* st) {
+  GUARD_STATUS(st, {
+    auto cpu = mdm::ref(t).detach().to(at::kCPU).contiguous();
+    int64_t size = cpu.numel() * static_cast<int64_t>(cpu.element_size());
+    if (size != nbytes)
+      throw std::invalid_argument("destination holds " + std::to_string(nbytes) + " bytes, tensor has " +
+                                  std::to_string(size));
+    if (size > 0) std::memcpy(dst, cpu.data_ptr(), static_cast<size_t>(size));
+  })
+}
+
+MDM_API mdm_tensor mdm_full(const int64_t* sizes, int32_t ndim, double value, int32_t dtype, int32_t dev,
+                            mdm_status* st) {
+  GUARD_TENSOR(st, at::full(mdm::ints(sizes, ndim), value, mdm::options(dtype, dev)))
+}
+
+MDM_API mdm_tensor mdm_arange(double start, double end, double step, int32_t dtype, int32_t dev,
+                              mdm_status* st) {
+  GUARD_TENSOR(st, at::arange(start, end, step, mdm::options(dtype, dev)))
+}
+
+MDM_API mdm_tensor mdm_linspace(double start, double end, int64_t steps, int32_t dtype, int32_t dev,
+                                mdm_status* st) {
+  GUARD_TENSOR(st, at::linspace(start, end, steps, mdm::options(dtype, dev)))
+}
+
+MDM_API int32_t mdm_dim(mdm_tensor t) { return t == nullptr ? -1 : static_cast<int32_t>(t->dim()); }
+
+// Writes up to `capacity` sizes and returns the number of dimensions.
+MDM_API int32_t mdm_sizes(mdm_tensor t, int64_t* out, int32_t capacity) {
+  if (t == nullptr) return -1;
+  auto s = t->sizes();
+  for (int32_t i = 0; i < static_cast<int32_t>(s.size()) && i < capacity; i++) out[i] = s[i];
+  return static_cast<int32_t>(s.size());
+}
+
+MDM_API int32_t mdm_dtype(mdm_tensor t) { return t == nullptr ? -1 : mdm::dtype_code(t->scalar_type()); }
+
+MDM_API int32_t mdm_device(mdm_tensor t) { return t == nullptr ? -2 : mdm::device_code(t->device()); }
+
+MDM_API int32_t mdm_requires_grad(mdm_tensor t) { return t != nullptr && t->requires_grad() ? 1 : 0; }
+
+MDM_API int32_t mdm_is_leaf(mdm_tensor t) { return t != nullptr && t->is_leaf() ? 1 : 0; }
+
+MDM_API int64_t mdm_numel(mdm_tensor t) { return t == nullptr ? -1 : t->numel(); }
+
+MDM_API double mdm_item(mdm_tensor t, mdm_status* st) {
+  GUARD(st, 0.0, { return mdm::ref(t).item().toDouble(); })
+}
+
+MDM_API void mdm_set_num_threads(int32_t n) { at::set_num_threads(n); }
+
+MDM_API int32_t mdm_get_num_threads() { return at::get_num_threads(); }
+
+MDM_API int32_t mdm_cuda_available() { return torch::cuda::is_available() ? 1 : 0; }
+
+MDM_API int32_t mdm_cuda_device_count() { return static_cast<int32_t>(torch::cuda::device_count()); }
+
+MDM_API int32_t mdm_synchronize(int32_t dev, mdm_status* st) {
+  GUARD_STATUS(st, {
+    if (dev >= 0) torch::cuda::synchronize(dev);
+  })
+}

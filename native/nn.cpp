@@ -1,0 +1,117 @@
+// Functional neural-network ops: convolutions, normalisation, softmax, dropout, pooling,
+// resampling, padding and losses.
+#include "common.h"
+
+#include <torch/nn/functional/padding.h>
+
+// `spec` packs stride, padding and dilation, `n` values each (n = 1 for conv1d, 2 for conv2d).
+MDM_API mdm_tensor mdm_conv(mdm_tensor x, mdm_tensor w, mdm_tensor b, const int64_t* spec, int32_t n,
+                            int32_t groups, mdm_status* st) {
+  GUARD(st, nullptr, {
+    auto stride = mdm::ints(spec, n), padding = mdm::ints(spec + n, n), dilation = mdm::ints(spec + 2 * n, n);
+    const auto& input = mdm::ref(x);
+    if (n == 1) return mdm::wrap(at::conv1d(input, mdm::ref(w), mdm::opt(b), stride, padding, dilation, groups));
+    if (n == 2) return mdm::wrap(at::conv2d(input, mdm::ref(w), mdm::opt(b), stride, padding, dilation, groups));
+    throw std::invalid_argument("conv supports 1 or 2 spatial dimensions, got " + std::to_string(n));
+  })
+}
+
+// `spec` packs stride, padding, output padding and dilation, two values each.
+MDM_API mdm_tensor mdm_conv_transpose2d(mdm_tensor x, mdm_tensor w, mdm_tensor b, const int64_t* spec,
+                                        int32_t groups, mdm_status* st) {
+  GUARD_TENSOR(st, at::conv_transpose2d(mdm::ref(x), mdm::ref(w), mdm::opt(b), mdm::ints(spec, 2),
+                                        mdm::ints(spec + 2, 2), mdm::ints(spec + 4, 2), groups,
+                                        mdm::ints(spec + 6, 2)))
+}
+
+MDM_API mdm_tensor mdm_group_norm(mdm_tensor x, int32_t groups, mdm_tensor w, mdm_tensor b, double eps,
+                                  mdm_status* st) {
+  GUARD_TENSOR(st, at::group_norm(mdm::ref(x), groups, mdm::opt(w), mdm::opt(b), eps))
+}
+
+// In training mode the running statistics (when given) are updated in place, as in PyTorch.
+MDM_API mdm_tensor mdm_batch_norm(mdm_tensor x, mdm_tensor w, mdm_tensor b, mdm_tensor running_mean,
+                                  mdm_tensor running_var, int32_t training, double momentum, double eps,
+                                  mdm_status* st) {
+  GUARD_TENSOR(st, at::batch_norm(mdm::ref(x), mdm::opt(w), mdm::opt(b), mdm::opt(running_mean),
+                                  mdm::opt(running_var), training != 0, momentum, eps, true))
+}
+
+MDM_API mdm_tensor mdm_layer_norm(mdm_tensor x, const int64_t* shape, int32_t n, mdm_tensor w, mdm_tensor b,
+                                  double eps, mdm_status* st) {
+  GUARD_TENSOR(st, at::layer_norm(mdm::ref(x), mdm::ints(shape, n), mdm::opt(w), mdm::opt(b), eps))
+}
+
+// op 0 softmax, 1 log_softmax; dtype -1 keeps the input's, otherwise the input is cast first
+// (softmax in float32 on a half-precision tensor).
+MDM_API mdm_tensor mdm_softmax(int32_t op, mdm_tensor x, int32_t dim, int32_t dtype, mdm_status* st) {
+  GUARD(st, nullptr, {
+    c10::optional<at::ScalarType> t;
+    if (dtype >= 0) t = mdm::scalar_type(dtype);
+    return mdm::wrap(op == 0 ? at::softmax(mdm::ref(x), dim, t) : at::log_softmax(mdm::ref(x), dim, t));
+  })
+}
+
+MDM_API mdm_tensor mdm_dropout(mdm_tensor x, double p, int32_t train, mdm_status* st) {
+  GUARD_TENSOR(st, at::dropout(mdm::ref(x), p, train != 0))
+}
+
+// `spec` packs kernel, stride and padding, two values each. op 0 average, 1 max.
+MDM_API mdm_tensor mdm_pool2d(int32_t op, mdm_tensor x, const int64_t* spec, int32_t ceil_mode,
+                              int32_t count_include_pad, mdm_status* st) {
+  GUARD(st, nullptr, {
+    auto k = mdm::ints(spec, 2), s = mdm::ints(spec + 2, 2), p = mdm::ints(spec + 4, 2);
+    if (op == 0) return mdm::wrap(at::avg_pool2d(mdm::ref(x), k, s, p, ceil_mode != 0, count_include_pad != 0));
+    if (op == 1) return mdm::wrap(at::max_pool2d(mdm::ref(x), k, s, p, {1, 1}, ceil_mode != 0));
+    throw std::invalid_argument("unknown pooling op code " + std::to_string(op));
+  })
+}
+
+// mode 0 nearest, 1 bilinear. Scale factors <= 0 mean "derive from the sizes", as PyTorch does when
+// interpolate is called with `size`; positive ones reproduce a call with `scale_factor`.
+MDM_API mdm_tensor mdm_interpolate(mdm_tensor x, int32_t mode, int32_t out_h, int32_t out_w, double scale_h,
+                                   double scale_w, int32_t align_corners, mdm_status* st) {
+  GUARD(st, nullptr, {
+    c10::optional<double> sh, sw;
+    if (scale_h > 0) sh = scale_h;
+    if (scale_w > 0) sw = scale_w;
+    std::vector<int64_t> size{out_h, out_w};
+    if (mode == 0) return mdm::wrap(at::upsample_nearest2d(mdm::ref(x), size, sh, sw));
+    if (mode == 1) return mdm::wrap(at::upsample_bilinear2d(mdm::ref(x), size, align_corners != 0, sh, sw));
+    throw std::invalid_argument("unknown interpolation mode " + std::to_string(mode));
+  })
+}
+
+// mode 0 constant, 1 reflect, 2 replicate, 3 circular; pads as in torch.nn.functional.pad (last
+// dimension first).
+MDM_API mdm_tensor mdm_pad(mdm_tensor x, const int64_t* pads, int32_t n, int32_t mode, double value,
+                           mdm_status* st) {
+  GUARD(st, nullptr, {
+    namespace F = torch::nn::functional;
+    auto o = F::PadFuncOptions(std::vector<int64_t>(pads, pads + n));
+    switch (mode) {
+      case 0: o.mode(torch::kConstant).value(value); break;
+      case 1: o.mode(torch::kReflect); break;
+      case 2: o.mode(torch::kReplicate); break;
+      case 3: o.mode(torch::kCircular); break;
+      default: throw std::invalid_argument("unknown padding mode " + std::to_string(mode));
+    }
+    return mdm::wrap(F::pad(mdm::ref(x), o));
+  })
+}
+
+MDM_API mdm_tensor mdm_cross_entropy(mdm_tensor logits, mdm_tensor target, mdm_tensor weight, int32_t reduction,
+                                     int32_t ignore_index, double label_smoothing, mdm_status* st) {
+  GUARD_TENSOR(st, at::cross_entropy_loss(mdm::ref(logits), mdm::ref(target), mdm::opt(weight),
+                                          mdm::reduction(reduction), ignore_index, label_smoothing))
+}
+
+// op 0 mse, 1 l1.
+MDM_API mdm_tensor mdm_regression_loss(int32_t op, mdm_tensor a, mdm_tensor b, int32_t reduction, mdm_status* st) {
+  GUARD(st, nullptr, {
+    auto r = mdm::reduction(reduction);
+    if (op == 0) return mdm::wrap(at::mse_loss(mdm::ref(a), mdm::ref(b), r));
+    if (op == 1) return mdm::wrap(at::l1_loss(mdm::ref(a), mdm::ref(b), r));
+    throw std::invalid_argument("unknown loss op code " + std::to_string(op));
+  })
+}

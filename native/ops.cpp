@@ -1,0 +1,263 @@
+// Elementwise arithmetic, comparisons and reductions. Op codes are shared with ffi/codes.ts.
+#include "common.h"
+
+#include <cmath>
+
+static at::Tensor unary(int32_t op, const at::Tensor& a) {
+  switch (op) {
+    case 0: return at::neg(a);
+    case 1: return at::exp(a);
+    case 2: return at::log(a);
+    case 3: return at::sqrt(a);
+    case 4: return at::rsqrt(a);
+    case 5: return at::abs(a);
+    case 6: return at::sin(a);
+    case 7: return at::cos(a);
+    case 8: return at::tanh(a);
+    case 9: return at::sigmoid(a);
+    case 10: return at::relu(a);
+    case 11: return at::silu(a);
+    case 12: return at::gelu(a);
+    case 13: return at::gelu(a, "tanh");
+    case 14: return at::floor(a);
+    case 15: return at::ceil(a);
+    case 16: return at::round(a);
+    case 17: return at::sign(a);
+    case 18: return at::logical_not(a);
+    case 19: return at::square(a);
+    case 20: return at::reciprocal(a);
+    case 21: return at::log1p(a);
+    case 22: return at::erf(a);
+    case 23: return at::expm1(a);
+    case 24: return at::isnan(a);
+  }
+  throw std::invalid_argument("unknown unary op code " + std::to_string(op));
+}
+
+static at::Tensor binary(int32_t op, const at::Tensor& a, const at::Tensor& b) {
+  switch (op) {
+    case 0: return at::add(a, b);
+    case 1: return at::sub(a, b);
+    case 2: return at::mul(a, b);
+    case 3: return at::div(a, b);
+    case 4: return at::pow(a, b);
+    case 5: return at::maximum(a, b);
+    case 6: return at::minimum(a, b);
+    case 7: return at::eq(a, b);
+    case 8: return at::ne(a, b);
+    case 9: return at::lt(a, b);
+    case 10: return at::le(a, b);
+    case 11: return at::gt(a, b);
+    case 12: return at::ge(a, b);
+    case 13: return at::logical_and(a, b);
+    case 14: return at::logical_or(a, b);
+    case 15: return at::remainder(a, b);
+    case 16: return at::atan2(a, b);
+  }
+  throw std::invalid_argument("unknown binary op code " + std::to_string(op));
+}
+
+// A JavaScript number is both an int and a float: keep integer tensors integral when the value is
+// integral, as Python does for `int_tensor + 1`.
+static at::Scalar scalar_for(const at::Tensor& a, double v) {
+  if (!at::isFloatingType(a.scalar_type()) && std::trunc(v) == v && std::fabs(v) < 9007199254740992.0)
+    return at::Scalar(static_cast<int64_t>(v));
+  return at::Scalar(v);
+}
+
+static at::Tensor binary_scalar(int32_t op, const at::Tensor& a, double v) {
+  auto s = scalar_for(a, v);
+  switch (op) {
+    case 0: return at::add(a, s);
+    case 1: return at::sub(a, s);
+    case 2: return at::mul(a, s);
+    case 3: return at::div(a, s);
+    case 4: return at::pow(a, s);
+    case 5: return at::clamp_min(a, s);
+    case 6: return at::clamp_max(a, s);
+    case 7: return at::eq(a, s);
+    case 8: return at::ne(a, s);
+    case 9: return at::lt(a, s);
+    case 10: return at::le(a, s);
+    case 11: return at::gt(a, s);
+    case 12: return at::ge(a, s);
+    case 15: return at::remainder(a, s);
+    case 17: return at::rsub(a, s);
+    case 18: return at::mul(at::reciprocal(a), s);
+    case 19: return at::pow(s, a);
+  }
+  throw std::invalid_argument("unsupported scalar op code " + std::to_string(op));
+}
+
+MDM_API mdm_tensor mdm_unary(int32_t op, mdm_tensor a, mdm_status* st) {
+  GUARD_TENSOR(st, unary(op, mdm::ref(a)))
+}
+
+MDM_API mdm_tensor mdm_binary(int32_t op, mdm_tensor a, mdm_tensor b, mdm_status* st) {
+  GUARD_TENSOR(st, binary(op, mdm::ref(a), mdm::ref(b)))
+}
+
+MDM_API mdm_tensor mdm_binary_scalar(int32_t op, mdm_tensor a, double v, mdm_status* st) {
+  GUARD_TENSOR(st, binary_scalar(op, mdm::ref(a), v))
+}
+
+// In-place updates, for optimizers of our own, EMA and buffers. Codes: 0 add_, 1 sub_, 2 mul_,
+// 3 div_, 4 copy_.
+MDM_API int32_t mdm_inplace(int32_t op, mdm_tensor a, mdm_tensor b, mdm_status* st) {
+  GUARD_STATUS(st, {
+    if (a == nullptr) throw std::invalid_argument("null tensor handle");
+    auto& t = *a;
+    const auto& o = mdm::ref(b);
+    switch (op) {
+      case 0: t.add_(o); break;
+      case 1: t.sub_(o); break;
+      case 2: t.mul_(o); break;
+      case 3: t.div_(o); break;
+      case 4: t.copy_(o); break;
+      default: throw std::invalid_argument("unknown in-place op code " + std::to_string(op));
+    }
+  })
+}
+
+// Codes: 0 add_, 1 sub_, 2 mul_, 3 div_, 5 fill_.
+MDM_API int32_t mdm_inplace_scalar(int32_t op, mdm_tensor a, double v, mdm_status* st) {
+  GUARD_STATUS(st, {
+    if (a == nullptr) throw std::invalid_argument("null tensor handle");
+    auto& t = *a;
+    auto s = scalar_for(t, v);
+    switch (op) {
+      case 0: t.add_(s); break;
+      case 1: t.sub_(s); break;
+      case 2: t.mul_(s); break;
+      case 3: t.div_(s); break;
+      case 5: t.fill_(s); break;
+      default: throw std::invalid_argument("unknown in-place scalar op code " + std::to_string(op));
+    }
+  })
+}
+
+// a += weight * (b - a): the EMA update in one kernel.
+MDM_API int32_t mdm_lerp_(mdm_tensor a, mdm_tensor b, double weight, mdm_status* st) {
+  GUARD_STATUS(st, {
+    if (a == nullptr) throw std::invalid_argument("null tensor handle");
+    a->lerp_(mdm::ref(b), weight);
+  })
+}
+
+MDM_API mdm_tensor mdm_where(mdm_tensor cond, mdm_tensor a, mdm_tensor b, mdm_status* st) {
+  GUARD_TENSOR(st, at::where(mdm::ref(cond), mdm::ref(a), mdm::ref(b)))
+}
+
+MDM_API mdm_tensor mdm_clamp(mdm_tensor a, double lo, double hi, int32_t has_lo, int32_t has_hi, mdm_status* st) {
+  GUARD(st, nullptr, {
+    const auto& t = mdm::ref(a);
+    c10::optional<at::Scalar> l, h;
+    if (has_lo) l = scalar_for(t, lo);
+    if (has_hi) h = scalar_for(t, hi);
+    return mdm::wrap(at::clamp(t, l, h));
+  })
+}
+
+MDM_API mdm_tensor mdm_masked_fill(mdm_tensor a, mdm_tensor mask, double v, mdm_status* st) {
+  GUARD(st, nullptr, {
+    const auto& t = mdm::ref(a);
+    return mdm::wrap(at::masked_fill(t, mdm::ref(mask), scalar_for(t, v)));
+  })
+}
+
+// Reductions over `dims` (all dimensions when none are given). Codes: 0 sum, 1 mean, 2 amax,
+// 3 amin, 4 logsumexp, 5 all, 6 any.
+MDM_API mdm_tensor mdm_reduce(int32_t op, mdm_tensor a, const int64_t* dims, int32_t n, int32_t keepdim,
+                              mdm_status* st) {
+  GUARD(st, nullptr, {
+    const auto& t = mdm::ref(a);
+    std::vector<int64_t> d(dims, dims + n);
+    if (n == 0)
+      for (int64_t i = 0; i < t.dim(); i++) d.push_back(i);
+    bool k = keepdim != 0;
+    switch (op) {
+      case 0: return mdm::wrap(n == 0 && !k ? at::sum(t) : at::sum(t, d, k));
+      case 1: return mdm::wrap(n == 0 && !k ? at::mean(t) : at::mean(t, d, k));
+      case 2: return mdm::wrap(at::amax(t, d, k));
+      case 3: return mdm::wrap(at::amin(t, d, k));
+      case 4: return mdm::wrap(at::logsumexp(t, d, k));
+      case 5:
+      case 6: {
+        auto r = t.to(at::kBool);
+        for (auto it = d.rbegin(); it != d.rend(); ++it)
+          r = op == 5 ? at::all(r, *it, k) : at::any(r, *it, k);
+        return mdm::wrap(r);
+      }
+    }
+    throw std::invalid_argument("unknown reduction op code " + std::to_string(op));
+  })
+}
+
+MDM_API mdm_tensor mdm_var(mdm_tensor a, const int64_t* dims, int32_t n, int32_t unbiased, int32_t keepdim,
+                           int32_t take_sqrt, mdm_status* st) {
+  GUARD(st, nullptr, {
+    const auto& t = mdm::ref(a);
+    at::OptionalIntArrayRef d = n == 0 ? at::OptionalIntArrayRef() : mdm::ints(dims, n);
+    return mdm::wrap(take_sqrt ? at::std(t, d, unbiased != 0, keepdim != 0)
+                               : at::var(t, d, unbiased != 0, keepdim != 0));
+  })
+}
+
+// Values and indices of the maximum (op 0) or minimum (op 1) along one dimension.
+MDM_API int32_t mdm_minmax_dim(int32_t op, mdm_tensor a, int32_t dim, int32_t keepdim, mdm_tensor* out,
+                               int32_t capacity, mdm_status* st) {
+  GUARD(st, -1, {
+    auto r = op == 0 ? at::max(mdm::ref(a), dim, keepdim != 0) : at::min(mdm::ref(a), dim, keepdim != 0);
+    return mdm::emit({std::get<0>(r), std::get<1>(r)}, out, capacity);
+  })
+}
+
+// op 0 argmax, 1 argmin; without a dimension the index is into the flattened tensor.
+MDM_API mdm_tensor mdm_argminmax(int32_t op, mdm_tensor a, int32_t dim, int32_t has_dim, int32_t keepdim,
+                                 mdm_status* st) {
+  GUARD(st, nullptr, {
+    c10::optional<int64_t> d;
+    if (has_dim) d = dim;
+    return mdm::wrap(op == 0 ? at::argmax(mdm::ref(a), d, keepdim != 0) : at::argmin(mdm::ref(a), d, keepdim != 0));
+  })
+}
+
+MDM_API mdm_tensor mdm_argsort(mdm_tensor a, int32_t dim, int32_t descending, mdm_status* st) {
+  GUARD_TENSOR(st, at::argsort(mdm::ref(a), dim, descending != 0))
+}
+
+MDM_API int32_t mdm_sort(mdm_tensor a, int32_t dim, int32_t descending, mdm_tensor* out, int32_t capacity,
+                         mdm_status* st) {
+  GUARD(st, -1, {
+    auto r = at::sort(mdm::ref(a), dim, descending != 0);
+    return mdm::emit({std::get<0>(r), std::get<1>(r)}, out, capacity);
+  })
+}
+
+MDM_API int32_t mdm_topk(mdm_tensor a, int32_t k, int32_t dim, int32_t largest, mdm_tensor* out, int32_t capacity,
+                         mdm_status* st) {
+  GUARD(st, -1, {
+    auto r = at::topk(mdm::ref(a), k, dim, largest != 0, true);
+    return mdm::emit({std::get<0>(r), std::get<1>(r)}, out, capacity);
+  })
+}
+
+MDM_API mdm_tensor mdm_cumsum(mdm_tensor a, int32_t dim, mdm_status* st) {
+  GUARD_TENSOR(st, at::cumsum(mdm::ref(a), dim))
+}
+
+MDM_API mdm_tensor mdm_matmul(mdm_tensor a, mdm_tensor b, mdm_status* st) {
+  GUARD_TENSOR(st, at::matmul(mdm::ref(a), mdm::ref(b)))
+}
+
+MDM_API mdm_tensor mdm_bmm(mdm_tensor a, mdm_tensor b, mdm_status* st) {
+  GUARD_TENSOR(st, at::bmm(mdm::ref(a), mdm::ref(b)))
+}
+
+MDM_API mdm_tensor mdm_linear(mdm_tensor x, mdm_tensor w, mdm_tensor b, mdm_status* st) {
+  GUARD_TENSOR(st, at::linear(mdm::ref(x), mdm::ref(w), mdm::opt(b)))
+}
+
+MDM_API mdm_tensor mdm_einsum(const char* equation, const mdm_tensor* ts, int32_t n, mdm_status* st) {
+  GUARD_TENSOR(st, at::einsum(equation, mdm::tensors(ts, n)))
+}

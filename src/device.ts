@@ -1,0 +1,18 @@
+// Devices and their codes in the native shim (-1 is the CPU, k >= 0 is CUDA device k).
+
+/** Where a tensor lives. `"cuda"` means CUDA device 0. */
+export type Device = "cpu" | "cuda" | `cuda:${number}`;
+
+export function deviceCode(d: Device): number {
+  if (d === "cpu") return -1;
+  if (d === "cuda") return 0;
+  const m = /^cuda:(\d+)$/.exec(d);
+  if (!m) throw new TypeError(`unknown device ${JSON.stringify(d)}; expected "cpu", "cuda" or "cuda:N"`);
+  return Number(m[1]);
+}
+
+export function deviceFromCode(c: number): Device {
+  if (c === -1) return "cpu";
+  if (c >= 0) return `cuda:${c}`;
+  throw new TypeError(`native library returned unknown device code ${c}`);
+}

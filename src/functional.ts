@@ -1,0 +1,375 @@
+// Functional neural-network ops, as torch.nn.functional has them.
+import { STATUS as ST, sym } from "../ffi/lib.ts";
+import { ints } from "../ffi/scratch.ts";
+import { REDUCTION } from "../ffi/codes.ts";
+import { type DType, dtypeCode } from "./dtype.ts";
+import type { Device } from "./device.ts";
+import { fail, int, intList, Tensor, tensorArray } from "./tensor.ts";
+
+type Pair = number | readonly [number, number];
+export type Reduction = keyof typeof REDUCTION;
+
+function pair(v: Pair, what: string): [number, number] {
+  if (typeof v === "number") return [int(v, what), v];
+  intList(v, what);
+  if (v.length !== 2) throw new TypeError(`${what} must be a number or two numbers, got [${v.join(", ")}]`);
+  return [v[0], v[1]];
+}
+
+function one(v: number | readonly [number], what: string): number {
+  return typeof v === "number" ? int(v, what) : int(v[0], what);
+}
+
+function shapeError(op: string, message: string, ...ts: Tensor<DType, Device>[]): never {
+  throw new TypeError(`${op}: ${message} (got ${ts.map((t) => `[${t.shape.join(", ")}]`).join(", ")})`);
+}
+
+/** Concatenates along an existing dimension. */
+export function cat<D extends DType, V extends Device>(ts: readonly Tensor<D, V>[], dim = 0): Tensor<D, V> {
+  if (ts.length === 0) throw new TypeError("cat: needs at least one tensor");
+  return new Tensor(sym.mdm_cat(tensorArray(ts), ts.length, int(dim, "cat: dim"), ST) ?? fail("cat", ...ts));
+}
+
+/** Joins along a new dimension. */
+export function stack<D extends DType, V extends Device>(ts: readonly Tensor<D, V>[], dim = 0): Tensor<D, V> {
+  if (ts.length === 0) throw new TypeError("stack: needs at least one tensor");
+  return new Tensor(sym.mdm_stack(tensorArray(ts), ts.length, int(dim, "stack: dim"), ST) ?? fail("stack", ...ts));
+}
+
+/** `a` where `cond` holds, `b` elsewhere. */
+export function where<D extends DType, V extends Device>(
+  cond: Tensor<"bool", V>,
+  a: Tensor<D, V>,
+  b: Tensor<D, V>,
+): Tensor<D, V> {
+  return new Tensor(sym.mdm_where(cond.ptr, a.ptr, b.ptr, ST) ?? fail("where", cond, a, b));
+}
+
+export function einsum<D extends DType, V extends Device>(equation: string, ...ts: Tensor<D, V>[]): Tensor<D, V> {
+  const eq = new TextEncoder().encode(equation + "\0");
+  return new Tensor(
+    sym.mdm_einsum(Deno.UnsafePointer.of(eq), tensorArray(ts), ts.length, ST) ?? fail(`einsum(${equation})`, ...ts),
+  );
+}
+
+/** x · wᵀ + b, with x of shape [..., in] and w of shape [out, in]. */
+export function linear<D extends DType, V extends Device>(
+  x: Tensor<D, V>,
+  w: Tensor<D, V>,
+  b?: Tensor<D, V> | null,
+): Tensor<D, V> {
+  if (w.ndim !== 2 || x.ndim < 1 || x.size(-1) !== w.size(1)) {
+    shapeError("linear", "input [..., in] needs weight [out, in]", x, w);
+  }
+  return new Tensor(sym.mdm_linear(x.ptr, w.ptr, b?.ptr ?? null, ST) ?? fail("linear", x, w, b));
+}
+
+export interface ConvOptions<S> {
+  stride?: S;
+  padding?: S;
+  dilation?: S;
+  groups?: number;
+}
+
+function convCheck(op: string, x: Tensor<DType, Device>, w: Tensor<DType, Device>, rank: number, groups: number) {
+  if (x.ndim !== rank + 2) shapeError(op, `input must be [N, C, ${rank === 1 ? "L" : "H, W"}]`, x, w);
+  if (w.ndim !== rank + 2) shapeError(op, `weight must have ${rank + 2} dimensions`, x, w);
+  if (x.size(1) !== w.size(1) * groups) {
+    shapeError(op, `input has ${x.size(1)} channels, weight expects ${w.size(1) * groups} (groups=${groups})`, x, w);
+  }
+}
+
+/** 1-D convolution of x [N, C, L] with w [O, C/groups, K]. */
+export function conv1d<D extends DType, V extends Device>(
+  x: Tensor<D, V>,
+  w: Tensor<D, V>,
+  b?: Tensor<D, V> | null,
+  o: ConvOptions<number | readonly [number]> = {},
+): Tensor<D, V> {
+  const groups = int(o.groups ?? 1, "conv1d: groups");
+  convCheck("conv1d", x, w, 1, groups);
+  const spec = [
+    one(o.stride ?? 1, "conv1d: stride"),
+    one(o.padding ?? 0, "conv1d: padding"),
+    one(o.dilation ?? 1, "conv1d: dilation"),
+  ];
+  return new Tensor(sym.mdm_conv(x.ptr, w.ptr, b?.ptr ?? null, ints(spec), 1, groups, ST) ?? fail("conv1d", x, w, b));
+}
+
+/** 2-D convolution of x [N, C, H, W] with w [O, C/groups, kH, kW]. */
+export function conv2d<D extends DType, V extends Device>(
+  x: Tensor<D, V>,
+  w: Tensor<D, V>,
+  b?: Tensor<D, V> | null,
+  o: ConvOptions<Pair> = {},
+): Tensor<D, V> {
+  const groups = int(o.groups ?? 1, "conv2d: groups");
+  convCheck("conv2d", x, w, 2, groups);
+  const spec = [
+    ...pair(o.stride ?? 1, "conv2d: stride"),
+    ...pair(o.padding ?? 0, "conv2d: padding"),
+    ...pair(o.dilation ?? 1, "conv2d: dilation"),
+  ];
+  return new Tensor(sym.mdm_conv(x.ptr, w.ptr, b?.ptr ?? null, ints(spec), 2, groups, ST) ?? fail("conv2d", x, w, b));
+}
+
+/** Transposed 2-D convolution of x [N, C, H, W] with w [C, O/groups, kH, kW]. */
+export function convTranspose2d<D extends DType, V extends Device>(
+  x: Tensor<D, V>,
+  w: Tensor<D, V>,
+  b?: Tensor<D, V> | null,
+  o: ConvOptions<Pair> & { outputPadding?: Pair } = {},
+): Tensor<D, V> {
+  const groups = int(o.groups ?? 1, "convTranspose2d: groups");
+  if (x.ndim !== 4 || w.ndim !== 4 || x.size(1) !== w.size(0)) {
+    shapeError("convTranspose2d", "input [N, C, H, W] needs weight [C, O/groups, kH, kW]", x, w);
+  }
+  const spec = [
+    ...pair(o.stride ?? 1, "convTranspose2d: stride"),
+    ...pair(o.padding ?? 0, "convTranspose2d: padding"),
+    ...pair(o.outputPadding ?? 0, "convTranspose2d: outputPadding"),
+    ...pair(o.dilation ?? 1, "convTranspose2d: dilation"),
+  ];
+  return new Tensor(
+    sym.mdm_conv_transpose2d(x.ptr, w.ptr, b?.ptr ?? null, ints(spec), groups, ST) ??
+      fail("convTranspose2d", x, w, b),
+  );
+}
+
+/** Group normalisation of x [N, C, ...] over `groups` channel groups. */
+export function groupNorm<D extends DType, V extends Device>(
+  x: Tensor<D, V>,
+  groups: number,
+  weight?: Tensor<D, V> | null,
+  bias?: Tensor<D, V> | null,
+  eps = 1e-5,
+): Tensor<D, V> {
+  int(groups, "groupNorm: groups");
+  if (x.ndim < 2 || x.size(1) % groups !== 0) {
+    shapeError("groupNorm", `channel count must be divisible by groups=${groups}`, x);
+  }
+  return new Tensor(
+    sym.mdm_group_norm(x.ptr, groups, weight?.ptr ?? null, bias?.ptr ?? null, eps, ST) ?? fail("groupNorm", x),
+  );
+}
+
+export interface BatchNormOptions<D extends DType, V extends Device> {
+  weight?: Tensor<D, V> | null;
+  bias?: Tensor<D, V> | null;
+  runningMean?: Tensor<D, V> | null;
+  runningVar?: Tensor<D, V> | null;
+  /** Batch statistics (and running-statistics updates) in training, running statistics otherwise. */
+  training?: boolean;
+  momentum?: number;
+  eps?: number;
+}
+
+/** Batch normalisation of x [N, C, ...]; in training the running statistics are updated in place. */
+export function batchNorm<D extends DType, V extends Device>(
+  x: Tensor<D, V>,
+  o: BatchNormOptions<D, V> = {},
+): Tensor<D, V> {
+  const training = o.training ?? true;
+  if (!training && (!o.runningMean || !o.runningVar)) {
+    throw new TypeError("batchNorm: evaluation mode needs runningMean and runningVar");
+  }
+  return new Tensor(
+    sym.mdm_batch_norm(
+      x.ptr,
+      o.weight?.ptr ?? null,
+      o.bias?.ptr ?? null,
+      o.runningMean?.ptr ?? null,
+      o.runningVar?.ptr ?? null,
+      training ? 1 : 0,
+      o.momentum ?? 0.1,
+      o.eps ?? 1e-5,
+      ST,
+    ) ?? fail("batchNorm", x),
+  );
+}
+
+/** Layer normalisation over the trailing `shape` dimensions. */
+export function layerNorm<D extends DType, V extends Device>(
+  x: Tensor<D, V>,
+  shape: readonly number[],
+  weight?: Tensor<D, V> | null,
+  bias?: Tensor<D, V> | null,
+  eps = 1e-5,
+): Tensor<D, V> {
+  const s = intList(shape, "layerNorm: shape");
+  return new Tensor(
+    sym.mdm_layer_norm(x.ptr, ints(s), s.length, weight?.ptr ?? null, bias?.ptr ?? null, eps, ST) ??
+      fail("layerNorm", x),
+  );
+}
+
+export function softmax<D extends DType, V extends Device>(x: Tensor<D, V>, dim: number, dtype?: DType): Tensor<D, V> {
+  return new Tensor(
+    sym.mdm_softmax(0, x.ptr, int(dim, "softmax: dim"), dtype ? dtypeCode(dtype) : -1, ST) ?? fail("softmax", x),
+  );
+}
+
+export function logSoftmax<D extends DType, V extends Device>(
+  x: Tensor<D, V>,
+  dim: number,
+  dtype?: DType,
+): Tensor<D, V> {
+  return new Tensor(
+    sym.mdm_softmax(1, x.ptr, int(dim, "logSoftmax: dim"), dtype ? dtypeCode(dtype) : -1, ST) ?? fail("logSoftmax", x),
+  );
+}
+
+/** Zeroes elements with probability p and scales the rest by 1/(1-p); identity when not training. */
+export function dropout<D extends DType, V extends Device>(x: Tensor<D, V>, p: number, training = true): Tensor<D, V> {
+  if (!(p >= 0 && p <= 1)) throw new RangeError(`dropout: p must be in [0, 1], got ${p}`);
+  return new Tensor(sym.mdm_dropout(x.ptr, p, training ? 1 : 0, ST) ?? fail("dropout", x));
+}
+
+export interface PoolOptions {
+  stride?: Pair;
+  padding?: Pair;
+  ceilMode?: boolean;
+  countIncludePad?: boolean;
+}
+
+function pool<D extends DType, V extends Device>(
+  code: number,
+  op: string,
+  x: Tensor<D, V>,
+  kernel: Pair,
+  o: PoolOptions,
+) {
+  const k = pair(kernel, `${op}: kernel`);
+  const spec = [...k, ...pair(o.stride ?? k, `${op}: stride`), ...pair(o.padding ?? 0, `${op}: padding`)];
+  return new Tensor<D, V>(
+    sym.mdm_pool2d(code, x.ptr, ints(spec), o.ceilMode ? 1 : 0, o.countIncludePad === false ? 0 : 1, ST) ??
+      fail(op, x),
+  );
+}
+
+export function avgPool2d<D extends DType, V extends Device>(
+  x: Tensor<D, V>,
+  kernel: Pair,
+  o: PoolOptions = {},
+): Tensor<D, V> {
+  return pool(0, "avgPool2d", x, kernel, o);
+}
+
+export function maxPool2d<D extends DType, V extends Device>(
+  x: Tensor<D, V>,
+  kernel: Pair,
+  o: PoolOptions = {},
+): Tensor<D, V> {
+  return pool(1, "maxPool2d", x, kernel, o);
+}
+
+export interface InterpolateOptions {
+  /** Output [H, W]; or give scaleFactor. */
+  size?: readonly [number, number];
+  scaleFactor?: number | readonly [number, number];
+  mode?: "nearest" | "bilinear";
+  alignCorners?: boolean;
+}
+
+/** Resamples x [N, C, H, W], as F.interpolate does (nearest or bilinear). */
+export function interpolate<D extends DType, V extends Device>(x: Tensor<D, V>, o: InterpolateOptions): Tensor<D, V> {
+  if (x.ndim !== 4) shapeError("interpolate", "input must be [N, C, H, W]", x);
+  const mode = o.mode ?? "nearest";
+  if (mode !== "nearest" && mode !== "bilinear") {
+    throw new TypeError(`interpolate: mode must be "nearest" or "bilinear", got ${JSON.stringify(mode)}`);
+  }
+  if (mode === "nearest" && o.alignCorners !== undefined) {
+    throw new TypeError("interpolate: alignCorners applies to bilinear mode only");
+  }
+  let h: number, w: number, sh = 0, sw = 0;
+  if (o.size && o.scaleFactor === undefined) {
+    [h, w] = pair(o.size, "interpolate: size");
+  } else if (o.scaleFactor !== undefined && !o.size) {
+    [sh, sw] = typeof o.scaleFactor === "number" ? [o.scaleFactor, o.scaleFactor] : o.scaleFactor;
+    if (!(sh > 0 && sw > 0)) throw new RangeError("interpolate: scaleFactor must be positive");
+    h = Math.floor(x.size(2) * sh);
+    w = Math.floor(x.size(3) * sw);
+  } else {
+    throw new TypeError("interpolate: give exactly one of size and scaleFactor");
+  }
+  return new Tensor(
+    sym.mdm_interpolate(x.ptr, mode === "nearest" ? 0 : 1, h, w, sh, sw, o.alignCorners ? 1 : 0, ST) ??
+      fail("interpolate", x),
+  );
+}
+
+const PAD_MODES = { constant: 0, reflect: 1, replicate: 2, circular: 3 } as const;
+
+/** Pads the trailing dimensions: `pads` is [left, right, top, bottom, ...], last dimension first. */
+export function pad<D extends DType, V extends Device>(
+  x: Tensor<D, V>,
+  pads: readonly number[],
+  mode: keyof typeof PAD_MODES = "constant",
+  value = 0,
+): Tensor<D, V> {
+  const p = intList(pads, "pad: pads");
+  if (p.length % 2 !== 0 || p.length / 2 > x.ndim) {
+    throw new TypeError(
+      `pad: pads must hold two values per padded dimension, got [${p.join(", ")}] for a ${x.ndim}-D tensor`,
+    );
+  }
+  const m = PAD_MODES[mode];
+  if (m === undefined) throw new TypeError(`pad: unknown mode ${JSON.stringify(mode)}`);
+  return new Tensor(sym.mdm_pad(x.ptr, ints(p), p.length, m, value, ST) ?? fail("pad", x));
+}
+
+export interface CrossEntropyOptions<V extends Device> {
+  weight?: Tensor<"float32", V> | null;
+  /** Target value whose pixels are skipped (255 in the segmentation protocols). */
+  ignoreIndex?: number;
+  reduction?: Reduction;
+  labelSmoothing?: number;
+}
+
+/** Cross-entropy of logits [N, K, ...] against class indices [N, ...]. */
+export function crossEntropy<D extends DType, V extends Device>(
+  logits: Tensor<D, V>,
+  target: Tensor<"int64", V>,
+  o: CrossEntropyOptions<V> = {},
+): Tensor<D, V> {
+  if (logits.ndim < 1 || target.ndim !== (logits.ndim === 1 ? 0 : logits.ndim - 1)) {
+    shapeError("crossEntropy", "logits [N, K, ...] need class-index targets [N, ...]", logits, target);
+  }
+  return new Tensor(
+    sym.mdm_cross_entropy(
+      logits.ptr,
+      target.ptr,
+      o.weight?.ptr ?? null,
+      REDUCTION[o.reduction ?? "mean"],
+      int(o.ignoreIndex ?? -100, "crossEntropy: ignoreIndex"),
+      o.labelSmoothing ?? 0,
+      ST,
+    ) ?? fail("crossEntropy", logits, target),
+  );
+}
+
+function regression<D extends DType, V extends Device>(
+  code: number,
+  op: string,
+  a: Tensor<D, V>,
+  b: Tensor<D, V>,
+  r: Reduction,
+) {
+  return new Tensor<D, V>(sym.mdm_regression_loss(code, a.ptr, b.ptr, REDUCTION[r], ST) ?? fail(op, a, b));
+}
+
+export function mseLoss<D extends DType, V extends Device>(
+  a: Tensor<D, V>,
+  b: Tensor<D, V>,
+  reduction: Reduction = "mean",
+): Tensor<D, V> {
+  return regression(0, "mseLoss", a, b, reduction);
+}
+
+export function l1Loss<D extends DType, V extends Device>(
+  a: Tensor<D, V>,
+  b: Tensor<D, V>,
+  reduction: Reduction = "mean",
+): Tensor<D, V> {
+  return regression(1, "l1Loss", a, b, reduction);
+}

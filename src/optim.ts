@@ -1,0 +1,141 @@
+// libtorch's optimizers over mdm tensors, with state export for checkpoints.
+import { STATUS as ST, sym } from "../ffi/lib.ts";
+import type { Device } from "./device.ts";
+import { check, fail, type Tensor, tensorArray } from "./tensor.ts";
+
+const registry = new FinalizationRegistry<Deno.PointerObject>((h) => sym.mdm_optim_free(h));
+
+const KIND = { adam: 0, adamw: 1, sgd: 2 } as const;
+
+abstract class Optimizer {
+  #h: Deno.PointerObject | null;
+  /** The tensors this optimizer updates, in the order its state is saved. */
+  readonly params: readonly Tensor<"float32" | "float64" | "float16" | "bfloat16", Device>[];
+
+  protected constructor(
+    kind: keyof typeof KIND,
+    params: readonly Tensor<"float32" | "float64" | "float16" | "bfloat16", Device>[],
+    hyper: number[],
+  ) {
+    const name = this.constructor.name;
+    if (params.length === 0) throw new TypeError(`${name}: no parameters to optimize`);
+    params.forEach((p, i) => {
+      if (!p.requiresGrad) {
+        throw new TypeError(`${name}: parameter ${i} (shape [${p.shape.join(", ")}]) does not require grad`);
+      }
+    });
+    const hp = new Float64Array(hyper);
+    this.params = [...params];
+    this.#h =
+      sym.mdm_optim_new(KIND[kind], tensorArray(params), params.length, Deno.UnsafePointer.of(hp), hp.length, ST) ??
+        fail(name, ...params);
+    registry.register(this, this.#h, this);
+  }
+
+  get #ptr(): Deno.PointerObject {
+    if (this.#h === null) throw new Error(`${this.constructor.name} used after dispose()`);
+    return this.#h;
+  }
+
+  /** Applies one update from the parameters' current gradients. */
+  step(): void {
+    check(sym.mdm_optim_step(this.#ptr, ST), `${this.constructor.name}.step`);
+  }
+
+  /** Zeroes the gradients (or drops them, the cheaper choice, with setToNone). */
+  zeroGrad(setToNone = true): void {
+    check(sym.mdm_optim_zero_grad(this.#ptr, setToNone ? 1 : 0, ST), `${this.constructor.name}.zeroGrad`);
+  }
+
+  get lr(): number {
+    const v = sym.mdm_optim_get_lr(this.#ptr, ST);
+    if (v < 0) fail(`${this.constructor.name}.lr`);
+    return v;
+  }
+  set lr(value: number) {
+    if (!(value >= 0)) throw new RangeError(`learning rate must be non-negative, got ${value}`);
+    check(sym.mdm_optim_set_lr(this.#ptr, value, ST), `${this.constructor.name}.lr`);
+  }
+
+  /** The full optimizer state (moments, step counts) as bytes, to store in a checkpoint. */
+  stateBytes(): Uint8Array {
+    const blob = sym.mdm_optim_state_save(this.#ptr, ST) ?? fail(`${this.constructor.name}.stateBytes`);
+    try {
+      const out = new Uint8Array(Number(sym.mdm_blob_size(blob)));
+      check(sym.mdm_blob_copy(blob, Deno.UnsafePointer.of(out), BigInt(out.length), ST), "stateBytes");
+      return out;
+    } finally {
+      sym.mdm_blob_free(blob);
+    }
+  }
+
+  /** Restores a state from `stateBytes()` of an optimizer over parameters of the same shapes. */
+  loadStateBytes(bytes: Uint8Array): void {
+    if (bytes.length === 0) throw new TypeError(`${this.constructor.name}.loadStateBytes: empty state`);
+    check(
+      sym.mdm_optim_state_load(
+        this.#ptr,
+        Deno.UnsafePointer.of(bytes as Uint8Array<ArrayBuffer>),
+        BigInt(bytes.length),
+        ST,
+      ),
+      `${this.constructor.name}.loadStateBytes`,
+    );
+  }
+
+  dispose(): void {
+    if (this.#h === null) return;
+    registry.unregister(this);
+    sym.mdm_optim_free(this.#h);
+    this.#h = null;
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+}
+
+export interface AdamOptions {
+  lr?: number;
+  betas?: [number, number];
+  eps?: number;
+  weightDecay?: number;
+  amsgrad?: boolean;
+}
+
+type Params = readonly Tensor<"float32" | "float64" | "float16" | "bfloat16", Device>[];
+
+function adamHyper(o: AdamOptions, defaultDecay: number): number[] {
+  const [b1, b2] = o.betas ?? [0.9, 0.999];
+  return [o.lr ?? 1e-3, b1, b2, o.eps ?? 1e-8, o.weightDecay ?? defaultDecay, o.amsgrad ? 1 : 0];
+}
+
+/** Adam with L2 weight decay added to the gradient (torch.optim.Adam). Defaults as in PyTorch. */
+export class Adam extends Optimizer {
+  constructor(params: Params, o: AdamOptions = {}) {
+    super("adam", params, adamHyper(o, 0));
+  }
+}
+
+/** Adam with decoupled weight decay (torch.optim.AdamW; weight decay 0.01 by default, as there). */
+export class AdamW extends Optimizer {
+  constructor(params: Params, o: AdamOptions = {}) {
+    super("adamw", params, adamHyper(o, 0.01));
+  }
+}
+
+export interface SGDOptions {
+  lr: number;
+  momentum?: number;
+  dampening?: number;
+  weightDecay?: number;
+  nesterov?: boolean;
+}
+
+export class SGD extends Optimizer {
+  constructor(params: Params, o: SGDOptions) {
+    super("sgd", params, [o.lr, o.momentum ?? 0, o.dampening ?? 0, o.weightDecay ?? 0, o.nesterov ? 1 : 0]);
+  }
+}
+
+export type { Optimizer };

@@ -1,0 +1,73 @@
+// Seeding: the global generators (torch.manual_seed) and independent seedable generators.
+import { STATUS as ST, sym } from "../ffi/lib.ts";
+import { type Device, deviceCode } from "./device.ts";
+import { check, fail, Tensor } from "./tensor.ts";
+import { tensor } from "./create.ts";
+
+const registry = new FinalizationRegistry<Deno.PointerObject>((h) => sym.mdm_generator_free(h));
+
+function seedArg(seed: number | bigint): bigint {
+  const s = BigInt(seed);
+  if (s < 0n || s >= 2n ** 64n) throw new RangeError(`seed must be in [0, 2^64), got ${seed}`);
+  return s;
+}
+
+/** Seeds the CPU generator and every CUDA generator, as `torch.manual_seed` does. */
+export function manualSeed(seed: number | bigint): void {
+  check(sym.mdm_manual_seed(seedArg(seed), ST), "manualSeed");
+}
+
+function getState(ptr: Deno.PointerValue, device: Device): Uint8Array {
+  using t = new Tensor<"uint8">(sym.mdm_generator_get_state(ptr, deviceCode(device), ST) ?? fail("getState"));
+  return t.toArray();
+}
+
+function setState(ptr: Deno.PointerValue, device: Device, state: Uint8Array): void {
+  using t = tensor(state);
+  check(sym.mdm_generator_set_state(ptr, deviceCode(device), t.ptr, ST), "setState", t);
+}
+
+/** The global generator's state, to save with a checkpoint. */
+export function getRngState(device: Device = "cpu"): Uint8Array {
+  return getState(null, device);
+}
+
+export function setRngState(state: Uint8Array, device: Device = "cpu"): void {
+  setState(null, device, state);
+}
+
+/** An independent random stream, for reproducible sampling that other code cannot disturb. */
+export class Generator {
+  #h: Deno.PointerObject | null;
+  readonly device: Device;
+
+  constructor(seed: number | bigint, device: Device = "cpu") {
+    this.device = device;
+    this.#h = sym.mdm_generator_new(seedArg(seed), deviceCode(device), ST) ?? fail("Generator");
+    registry.register(this, this.#h, this);
+  }
+
+  get ptr(): Deno.PointerObject {
+    if (this.#h === null) throw new Error("generator used after dispose()");
+    return this.#h;
+  }
+
+  /** The generator's full state; `state = saved` restores it. */
+  get state(): Uint8Array {
+    return getState(this.ptr, this.device);
+  }
+  set state(s: Uint8Array) {
+    setState(this.ptr, this.device, s);
+  }
+
+  dispose(): void {
+    if (this.#h === null) return;
+    registry.unregister(this);
+    sym.mdm_generator_free(this.#h);
+    this.#h = null;
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+}

@@ -1,0 +1,78 @@
+// Memory scopes: `tidy(fn)` frees every tensor made inside `fn` except what it returns or keeps.
+
+/** Anything tidy can free: tensors, and objects that own tensors. */
+export interface Scoped {
+  [SCOPE]: Set<Scoped> | null;
+  dispose(): void;
+}
+
+export const SCOPE: unique symbol = Symbol("mdm.scope");
+
+const stack: Set<Scoped>[] = [];
+
+/** Registers a new resource with the innermost open scope, if any. */
+export function enter(r: Scoped): void {
+  const s = stack.length ? stack[stack.length - 1] : null;
+  if (s) s.add(r);
+  r[SCOPE] = s;
+}
+
+/** Removes a resource from the scope that would free it. */
+export function leave(r: Scoped): void {
+  r[SCOPE]?.delete(r);
+  r[SCOPE] = null;
+}
+
+/** Exempts a tensor from every enclosing `tidy`; free it yourself (or let GC do it). */
+export function keep<T extends Scoped>(r: T): T {
+  leave(r);
+  return r;
+}
+
+function collect(value: unknown, found: Set<Scoped>, seen: Set<unknown>): void {
+  if (value === null || typeof value !== "object" || seen.has(value)) return;
+  seen.add(value);
+  if (SCOPE in value) {
+    found.add(value as Scoped);
+    return;
+  }
+  if (Array.isArray(value)) {
+    for (const v of value) collect(v, found, seen);
+  } else if (value instanceof Map) {
+    for (const v of value.values()) collect(v, found, seen);
+  } else if (Object.getPrototypeOf(value) === Object.prototype) {
+    for (const v of Object.values(value)) collect(v, found, seen);
+  }
+}
+
+/**
+ * Runs `fn` and frees every tensor created during it, except the tensors reachable from its
+ * result (through arrays, maps and plain objects) and those passed to `keep`. Returned tensors
+ * belong to the enclosing scope afterwards. `fn` must be synchronous.
+ */
+export function tidy<T>(fn: () => T): T {
+  const scope = new Set<Scoped>();
+  stack.push(scope);
+  let result: T;
+  try {
+    result = fn();
+    if (result instanceof Promise) {
+      throw new TypeError("tidy(fn): fn returned a Promise; tidy only scopes synchronous code");
+    }
+  } catch (e) {
+    stack.pop();
+    for (const r of scope) r.dispose();
+    throw e;
+  }
+  stack.pop();
+  const survivors = new Set<Scoped>();
+  collect(result, survivors, new Set());
+  for (const r of scope) {
+    if (survivors.has(r)) continue;
+    r.dispose();
+  }
+  for (const r of survivors) {
+    if (r[SCOPE] === scope) enter(r);
+  }
+  return result;
+}

@@ -1,0 +1,152 @@
+// Runs PyTorch (Debian's python3-torch, the same libtorch build) on the same inputs as a test, in
+// one Python process per batch of cases, and compares results with stated tolerances.
+import { type DType, type Tensor } from "../../mod.ts";
+import { decodeBase64, encodeBase64 } from "./base64.ts";
+
+/** A tensor as PyTorch returned it (half precision widened to float32). */
+export interface RefTensor {
+  dtype: DType;
+  shape: number[];
+  data: Float32Array | Float64Array | BigInt64Array | Int32Array | Uint8Array;
+}
+export type RefValue = RefTensor | number | boolean | null | RefValue[] | { [k: string]: RefValue };
+
+export interface RefCase {
+  /** A Python expression, or statements assigning `result`. */
+  code: string;
+  inputs?: Record<string, Tensor>;
+  /** Seeds torch.manual_seed and the generator `g` before the code runs. */
+  seed?: number;
+  /** Inputs that should require grad on the Python side. */
+  grad?: string[];
+}
+
+const PYTHON = "/usr/bin/python3";
+const RUNNER = new URL("./torch_ref.py", import.meta.url).pathname;
+
+function encodeTensor(t: Tensor, requiresGrad: boolean) {
+  const host = t.toArray();
+  const bytes = new Uint8Array(host.buffer, host.byteOffset, host.byteLength);
+  return { dtype: t.dtype, shape: [...t.shape], data: encodeBase64(bytes), requires_grad: requiresGrad };
+}
+
+function decodeValue(v: unknown): RefValue {
+  if (Array.isArray(v)) return v.map(decodeValue);
+  if (v !== null && typeof v === "object") {
+    const o = v as Record<string, unknown>;
+    if (typeof o.error === "string") throw new Error(`PyTorch reference failed: ${o.error}`);
+    if (typeof o.dtype === "string" && Array.isArray(o.shape) && typeof o.data === "string") {
+      const bytes = decodeBase64(o.data);
+      const buf = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
+      const dtype = o.dtype as DType;
+      const data = dtype === "float64"
+        ? new Float64Array(buf)
+        : dtype === "int64"
+        ? new BigInt64Array(buf)
+        : dtype === "int32"
+        ? new Int32Array(buf)
+        : dtype === "uint8" || dtype === "bool"
+        ? new Uint8Array(buf)
+        : new Float32Array(buf);
+      return { dtype, shape: o.shape as number[], data };
+    }
+    return Object.fromEntries(Object.entries(o).map(([k, x]) => [k, decodeValue(x)]));
+  }
+  return v as RefValue;
+}
+
+/** Evaluates every case in one PyTorch process; results are keyed like the cases. */
+export async function torchRef(cases: Record<string, RefCase>, threads = 1): Promise<Record<string, RefValue>> {
+  const request = {
+    threads,
+    cases: Object.fromEntries(
+      Object.entries(cases).map(([name, c]) => [
+        name,
+        {
+          code: c.code,
+          seed: c.seed,
+          inputs: Object.fromEntries(
+            Object.entries(c.inputs ?? {}).map(([k, t]) => [k, encodeTensor(t, c.grad?.includes(k) ?? false)]),
+          ),
+        },
+      ]),
+    ),
+  };
+  const child = new Deno.Command(PYTHON, { args: [RUNNER], stdin: "piped", stdout: "piped", stderr: "piped" })
+    .spawn();
+  const writer = child.stdin.getWriter();
+  await writer.write(new TextEncoder().encode(JSON.stringify(request)));
+  await writer.close();
+  const out = await child.output();
+  if (!out.success) throw new Error(`PyTorch reference process failed:\n${new TextDecoder().decode(out.stderr)}`);
+  const raw = JSON.parse(new TextDecoder().decode(out.stdout)) as Record<string, unknown>;
+  const result: Record<string, RefValue> = {};
+  for (const [k, v] of Object.entries(raw)) {
+    try {
+      result[k] = decodeValue(v);
+    } catch (e) {
+      result[k] = { error: (e as Error).message } as unknown as RefValue;
+    }
+  }
+  return result;
+}
+
+/** Narrows a reference value to a tensor, failing with the case's error if it had one. */
+export function refTensor(v: RefValue | undefined, name = "reference"): RefTensor {
+  if (v !== null && typeof v === "object" && "error" in v) throw new Error(String((v as { error: unknown }).error));
+  if (v === null || typeof v !== "object" || !("dtype" in v)) throw new Error(`${name} is not a tensor`);
+  return v as RefTensor;
+}
+
+export interface Tolerance {
+  rtol?: number;
+  atol?: number;
+}
+
+function toNumbers(a: ArrayLike<number | bigint>): number[] {
+  return Array.from(a as ArrayLike<number>, (x) => Number(x));
+}
+
+/**
+ * Asserts that an mdm tensor equals a PyTorch result: same shape, same dtype (unless told
+ * otherwise) and |a - b| <= atol + rtol·|b| elementwise (NaNs must match).
+ */
+export function assertClose(
+  actual: Tensor,
+  expected: RefValue | undefined,
+  tol: Tolerance & { checkDtype?: boolean } = {},
+  what = "tensor",
+): void {
+  const ref = refTensor(expected, what);
+  const shape = [...actual.shape];
+  if (JSON.stringify(shape) !== JSON.stringify(ref.shape)) {
+    throw new Error(`${what}: shape [${shape}] differs from PyTorch's [${ref.shape}]`);
+  }
+  if ((tol.checkDtype ?? true) && actual.dtype !== ref.dtype) {
+    throw new Error(`${what}: dtype ${actual.dtype} differs from PyTorch's ${ref.dtype}`);
+  }
+  assertArrayClose(toNumbers(actual.toArray()), toNumbers(ref.data), tol, what);
+}
+
+export function assertArrayClose(a: number[], b: number[], tol: Tolerance = {}, what = "values"): void {
+  const rtol = tol.rtol ?? 1e-5, atol = tol.atol ?? 1e-6;
+  if (a.length !== b.length) throw new Error(`${what}: ${a.length} values, expected ${b.length}`);
+  let worst = -1, worstErr = 0;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i], y = b[i];
+    if (Number.isNaN(x) || Number.isNaN(y)) {
+      if (Number.isNaN(x) !== Number.isNaN(y)) throw new Error(`${what}[${i}]: ${x} vs ${y}`);
+      continue;
+    }
+    if (x === y) continue;
+    const err = Math.abs(x - y) - (atol + rtol * Math.abs(y));
+    if (err > worstErr) [worst, worstErr] = [i, err];
+  }
+  if (worst >= 0) {
+    throw new Error(
+      `${what}: element ${worst} is ${a[worst]}, PyTorch gives ${b[worst]} (|diff| ${
+        Math.abs(a[worst] - b[worst])
+      } > atol ${atol} + rtol ${rtol}·|expected|)`,
+    );
+  }
+}
