@@ -7,6 +7,9 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 out="$root/build"
 lib="$out/libmdm_torch.so"
 mkdir -p "$out"
+# Serialise concurrent builds (parallel test runs, editors) on one lock.
+exec 9>"$out/.lock"
+flock 9
 
 if [ -n "${MDM_LIBTORCH:-}" ]; then
   tdir=$(cd "$MDM_LIBTORCH" && pwd)
