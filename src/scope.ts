@@ -2,30 +2,42 @@
 
 /** Anything tidy can free: tensors, and objects that own tensors. */
 export interface Scoped {
-  [SCOPE]: Set<Scoped> | null;
+  [SCOPE]: Scope | null;
   dispose(): void;
+  /** Called when the resource is left outside every scope: its owner must free it now. */
+  unscoped(): void;
 }
 
 export const SCOPE: unique symbol = Symbol("mdm.scope");
 
-const stack: Set<Scoped>[] = [];
+/**
+ * The resources made while a scope was open. Leaving a scope only clears the resource's mark, so
+ * that entering and leaving stay O(1); the list is swept once, when the scope closes.
+ */
+export interface Scope {
+  items: Scoped[];
+}
+
+const stack: Scope[] = [];
 
 /** Registers a new resource with the innermost open scope, if any. */
 export function enter(r: Scoped): void {
   const s = stack.length ? stack[stack.length - 1] : null;
-  if (s) s.add(r);
   r[SCOPE] = s;
+  if (s) s.items.push(r);
+  else r.unscoped();
 }
 
 /** Removes a resource from the scope that would free it. */
 export function leave(r: Scoped): void {
-  r[SCOPE]?.delete(r);
   r[SCOPE] = null;
 }
 
 /** Exempts a tensor from every enclosing `tidy`; free it yourself (or let GC do it). */
 export function keep<T extends Scoped>(r: T): T {
+  if (r[SCOPE] === null) return r;
   leave(r);
+  r.unscoped();
   return r;
 }
 
@@ -45,13 +57,21 @@ function collect(value: unknown, found: Set<Scoped>, seen: Set<unknown>): void {
   }
 }
 
+function sweep(scope: Scope, survivors: Set<Scoped> | null): void {
+  for (const r of scope.items) {
+    if (r[SCOPE] !== scope || survivors?.has(r)) continue;
+    r[SCOPE] = null;
+    r.dispose();
+  }
+}
+
 /**
  * Runs `fn` and frees every tensor created during it, except the tensors reachable from its
  * result (through arrays, maps and plain objects) and those passed to `keep`. Returned tensors
  * belong to the enclosing scope afterwards. `fn` must be synchronous.
  */
 export function tidy<T>(fn: () => T): T {
-  const scope = new Set<Scoped>();
+  const scope: Scope = { items: [] };
   stack.push(scope);
   let result: T;
   try {
@@ -61,16 +81,13 @@ export function tidy<T>(fn: () => T): T {
     }
   } catch (e) {
     stack.pop();
-    for (const r of scope) r.dispose();
+    sweep(scope, null);
     throw e;
   }
   stack.pop();
   const survivors = new Set<Scoped>();
   collect(result, survivors, new Set());
-  for (const r of scope) {
-    if (survivors.has(r)) continue;
-    r.dispose();
-  }
+  sweep(scope, survivors);
   for (const r of survivors) {
     if (r[SCOPE] === scope) enter(r);
   }

@@ -14,13 +14,27 @@ import {
 } from "./dtype.ts";
 import { type Device, deviceCode, deviceFromCode } from "./device.ts";
 import { DisposedError, TorchError } from "./error.ts";
-import { enter, leave, SCOPE, type Scoped } from "./scope.ts";
+import { enter, leave, SCOPE, type Scope, type Scoped } from "./scope.ts";
 
 type Ptr = Deno.PointerObject;
 type Handle = Deno.PointerValue;
 
 // The backstop for tensors that were neither disposed nor tidied: GC frees their handles.
 const registry = new FinalizationRegistry<Ptr>((h) => sym.mdm_free(h));
+
+// Registering costs more than a small op, and most tensors outside a scope are disposed within the
+// same synchronous run. So registration waits for a microtask and skips the tensors freed by then.
+// GC callbacks cannot run before that anyway, so no memory is reclaimed later than it would be.
+let unregistered: Tensor[] = [];
+function registerLater(t: Tensor): void {
+  if (unregistered.length === 0) queueMicrotask(registerPending);
+  unregistered.push(t);
+}
+function registerPending(): void {
+  const batch = unregistered;
+  unregistered = [];
+  for (const t of batch) t.registerBackstop();
+}
 
 function shapeOf(x: unknown): readonly number[] | null {
   return x instanceof Tensor && !x.disposed ? x.shape : null;
@@ -82,17 +96,29 @@ export interface ToOptions<D extends DType, V extends Device> {
  * `using`, or an enclosing `tidy`.
  */
 export class Tensor<D extends DType = DType, V extends Device = Device> implements Scoped {
-  [SCOPE]: Set<Scoped> | null = null;
+  [SCOPE]: Scope | null = null;
   #h: Ptr | null;
   #shape: readonly number[] | null = null;
   #dtype: D | null = null;
+  #registered = false;
 
   /** Takes ownership of a native handle. Use the creation functions instead. */
   constructor(handle: Handle) {
     if (handle === null) throw new TypeError("Tensor: null native handle");
     this.#h = handle;
-    registry.register(this, handle, this);
     enter(this);
+  }
+
+  /** Part of the scope protocol: no scope will free this tensor, so GC must be able to. */
+  unscoped(): void {
+    if (!this.#registered) registerLater(this);
+  }
+
+  /** Hands the handle to the GC backstop, unless the tensor was freed or scoped since. */
+  registerBackstop(): void {
+    if (this.#h === null || this.#registered || this[SCOPE] !== null) return;
+    this.#registered = true;
+    registry.register(this, this.#h, this);
   }
 
   /** The native handle; throws once the tensor is disposed. */
@@ -111,8 +137,8 @@ export class Tensor<D extends DType = DType, V extends Device = Device> implemen
     const h = this.#h;
     if (h === null) return;
     this.#h = null;
-    registry.unregister(this);
-    leave(this);
+    if (this.#registered) registry.unregister(this);
+    if (this[SCOPE] !== null) leave(this);
     sym.mdm_free(h);
   }
 
@@ -120,9 +146,11 @@ export class Tensor<D extends DType = DType, V extends Device = Device> implemen
     this.dispose();
   }
 
+  // Reading `ptr` first makes a disposed tensor throw even when the shape or dtype is cached.
   get shape(): readonly number[] {
+    const h = this.ptr;
     if (this.#shape === null) {
-      const n = sym.mdm_sizes(this.ptr, OUT.ptr, OUT.capacity);
+      const n = sym.mdm_sizes(h, OUT.ptr, OUT.capacity);
       this.#shape = Object.freeze(readInts(n));
     }
     return this.#shape;
@@ -137,7 +165,8 @@ export class Tensor<D extends DType = DType, V extends Device = Device> implemen
   }
 
   get dtype(): D {
-    if (this.#dtype === null) this.#dtype = dtypeFromCode(sym.mdm_dtype(this.ptr)) as D;
+    const h = this.ptr;
+    if (this.#dtype === null) this.#dtype = dtypeFromCode(sym.mdm_dtype(h)) as D;
     return this.#dtype;
   }
 

@@ -1,0 +1,36 @@
+// Shared pieces of the benchmarks: the Python side, libtorch flags, and the result table.
+
+/** Runs a Python benchmark script with Debian's torch and parses the JSON it prints. */
+export async function pythonJson(script: string, args: (string | number)[]): Promise<Record<string, number>> {
+  const out = await new Deno.Command("/usr/bin/python3", { args: [script, ...args.map(String)], stderr: "inherit" })
+    .output();
+  if (!out.success) throw new Error(`${script} failed`);
+  const lines = new TextDecoder().decode(out.stdout).trim().split("\n");
+  return JSON.parse(lines[lines.length - 1]);
+}
+
+/** Compiler flags for a small C++ program against the libtorch the native build uses. */
+export function libtorchFlags(): { includes: string[]; libs: string[] } {
+  const dir = Deno.env.get("MDM_LIBTORCH");
+  if (dir) {
+    return {
+      includes: [`-I${dir}/include`, `-I${dir}/include/torch/csrc/api/include`],
+      libs: [`-L${dir}/lib`, `-Wl,-rpath,${dir}/lib`, "-ltorch", "-ltorch_cpu", "-lc10"],
+    };
+  }
+  return { includes: ["-I/usr/include/torch/csrc/api/include"], libs: ["-ltorch", "-ltorch_cpu", "-lc10"] };
+}
+
+/** Prints rows of [what, mdm, pytorch] with the ratio mdm / pytorch (below 1: mdm is faster). */
+export function report(title: string, rows: [string, number, number][]): void {
+  console.log(`\n${title}`);
+  const w = Math.max(...rows.map((r) => r[0].length));
+  console.log(`${"".padEnd(w)}  ${"mdm".padStart(10)}  ${"pytorch".padStart(10)}  ${"ratio".padStart(7)}`);
+  for (const [name, m, p] of rows) {
+    console.log(
+      `${name.padEnd(w)}  ${m.toFixed(3).padStart(10)}  ${p.toFixed(3).padStart(10)}  ${
+        (m / p).toFixed(3).padStart(7)
+      }`,
+    );
+  }
+}
