@@ -5,7 +5,7 @@
  * optimizers.
  * @module
  */
-export { type Device } from "./src/device.ts";
+export { defaultDevice, type Device, setDefaultDevice } from "./src/device.ts";
 export { type DType, type FloatDType, type HostArray, type IntDType } from "./src/dtype.ts";
 export { DisposedError, TorchError } from "./src/error.ts";
 export { liveTensors, Tensor, type ToOptions } from "./src/tensor.ts";

@@ -2,7 +2,10 @@
 
 /** Runs a Python benchmark script with Debian's torch and parses the JSON it prints. */
 export async function pythonJson(script: string, args: (string | number)[]): Promise<Record<string, number>> {
-  const out = await new Deno.Command("/usr/bin/python3", { args: [script, ...args.map(String)], stderr: "inherit" })
+  const out = await new Deno.Command(Deno.env.get("MDM_PYTHON") ?? "/usr/bin/python3", {
+    args: [script, ...args.map(String)],
+    stderr: "inherit",
+  })
     .output();
   if (!out.success) throw new Error(`${script} failed`);
   const lines = new TextDecoder().decode(out.stdout).trim().split("\n");

@@ -2,7 +2,7 @@
 import { STATUS as ST, sym } from "../ffi/lib.ts";
 import { ints } from "../ffi/scratch.ts";
 import { BYTES, type DType, dtypeCode, type DTypeOf } from "./dtype.ts";
-import { type Device, deviceCode } from "./device.ts";
+import { defaultDevice, type Device, deviceCode } from "./device.ts";
 import type { Generator } from "./random.ts";
 import { fail, int, intList, Tensor } from "./tensor.ts";
 
@@ -53,7 +53,7 @@ function fromBytes<D extends DType, V extends Device>(
   shape: readonly number[],
   device: V | undefined,
 ): Tensor<D, V> {
-  const dev = device === undefined ? -1 : deviceCode(device);
+  const dev = deviceCode(device ?? defaultDevice());
   const ptr = bytes.byteLength ? Deno.UnsafePointer.of(bytes as Uint8Array<ArrayBuffer>) : null;
   return new Tensor(
     sym.mdm_from_data(ptr, BigInt(bytes.byteLength), dtypeCode(dtype), ints(shape), shape.length, dev, ST) ??
@@ -65,7 +65,7 @@ function fromBytes<D extends DType, V extends Device>(
  * A tensor holding a copy of `data`: a typed array (its dtype by default) with an optional shape,
  * or nested arrays of numbers (float32), booleans (bool) or bigints (int64).
  */
-export function tensor<A extends HostData, D extends DType = DTypeOf<A>, V extends Device = "cpu">(
+export function tensor<A extends HostData, D extends DType = DTypeOf<A>, V extends Device = Device>(
   data: A,
   opts: CreateOptions<D, V> & { shape?: readonly number[] } = {},
 ): Tensor<D, V> {
@@ -114,7 +114,7 @@ export function tensor<A extends HostData, D extends DType = DTypeOf<A>, V exten
 }
 
 /** A tensor of `shape` filled with `value`. */
-export function full<D extends DType = "float32", V extends Device = "cpu">(
+export function full<D extends DType = "float32", V extends Device = Device>(
   shape: readonly number[],
   value: number,
   opts: CreateOptions<D, V> = {},
@@ -126,21 +126,21 @@ export function full<D extends DType = "float32", V extends Device = "cpu">(
       s.length,
       value,
       dtypeCode(opts.dtype ?? "float32"),
-      deviceCode(opts.device ?? "cpu"),
+      deviceCode(opts.device ?? defaultDevice()),
       ST,
     ) ?? fail("full"),
   );
   return finish(t, opts.requiresGrad);
 }
 
-export function zeros<D extends DType = "float32", V extends Device = "cpu">(
+export function zeros<D extends DType = "float32", V extends Device = Device>(
   shape: readonly number[],
   opts: CreateOptions<D, V> = {},
 ): Tensor<D, V> {
   return full(shape, 0, opts);
 }
 
-export function ones<D extends DType = "float32", V extends Device = "cpu">(
+export function ones<D extends DType = "float32", V extends Device = Device>(
   shape: readonly number[],
   opts: CreateOptions<D, V> = {},
 ): Tensor<D, V> {
@@ -148,7 +148,7 @@ export function ones<D extends DType = "float32", V extends Device = "cpu">(
 }
 
 /** Values start, start+step, ... below end (int64 when all three are integers, as in PyTorch). */
-export function arange<D extends DType = "int64", V extends Device = "cpu">(
+export function arange<D extends DType = "int64", V extends Device = Device>(
   start: number,
   end?: number,
   step = 1,
@@ -158,11 +158,12 @@ export function arange<D extends DType = "int64", V extends Device = "cpu">(
   const integral = Number.isInteger(start) && Number.isInteger(end) && Number.isInteger(step);
   const dtype = opts.dtype ?? (integral ? "int64" : "float32");
   return new Tensor(
-    sym.mdm_arange(start, end, step, dtypeCode(dtype), deviceCode(opts.device ?? "cpu"), ST) ?? fail("arange"),
+    sym.mdm_arange(start, end, step, dtypeCode(dtype), deviceCode(opts.device ?? defaultDevice()), ST) ??
+      fail("arange"),
   );
 }
 
-export function linspace<D extends DType = "float32", V extends Device = "cpu">(
+export function linspace<D extends DType = "float32", V extends Device = Device>(
   start: number,
   end: number,
   steps: number,
@@ -174,7 +175,7 @@ export function linspace<D extends DType = "float32", V extends Device = "cpu">(
       end,
       BigInt(int(steps, "linspace: steps")),
       dtypeCode(opts.dtype ?? "float32"),
-      deviceCode(opts.device ?? "cpu"),
+      deviceCode(opts.device ?? defaultDevice()),
       ST,
     ) ?? fail("linspace"),
   );
@@ -193,7 +194,7 @@ function sample<D extends DType, V extends Device>(
       ints(s),
       s.length,
       dtypeCode(opts.dtype ?? "float32"),
-      deviceCode(opts.device ?? "cpu"),
+      deviceCode(opts.device ?? defaultDevice()),
       opts.generator?.ptr ?? null,
       ST,
     ) ?? fail(fn.slice(4)),
@@ -202,7 +203,7 @@ function sample<D extends DType, V extends Device>(
 }
 
 /** Uniform draws from [0, 1). */
-export function rand<D extends DType = "float32", V extends Device = "cpu">(
+export function rand<D extends DType = "float32", V extends Device = Device>(
   shape: readonly number[],
   opts: RandomOptions<D, V> = {},
 ): Tensor<D, V> {
@@ -210,7 +211,7 @@ export function rand<D extends DType = "float32", V extends Device = "cpu">(
 }
 
 /** Standard normal draws. */
-export function randn<D extends DType = "float32", V extends Device = "cpu">(
+export function randn<D extends DType = "float32", V extends Device = Device>(
   shape: readonly number[],
   opts: RandomOptions<D, V> = {},
 ): Tensor<D, V> {
@@ -218,7 +219,7 @@ export function randn<D extends DType = "float32", V extends Device = "cpu">(
 }
 
 /** Integers drawn uniformly from [low, high). */
-export function randint<D extends DType = "int64", V extends Device = "cpu">(
+export function randint<D extends DType = "int64", V extends Device = Device>(
   low: number,
   high: number,
   shape: readonly number[],
@@ -232,7 +233,7 @@ export function randint<D extends DType = "int64", V extends Device = "cpu">(
       ints(s),
       s.length,
       dtypeCode(opts.dtype ?? "int64"),
-      deviceCode(opts.device ?? "cpu"),
+      deviceCode(opts.device ?? defaultDevice()),
       opts.generator?.ptr ?? null,
       ST,
     ) ?? fail("randint"),
@@ -240,7 +241,7 @@ export function randint<D extends DType = "int64", V extends Device = "cpu">(
 }
 
 /** A random permutation of 0 .. n-1. */
-export function randperm<V extends Device = "cpu">(
+export function randperm<V extends Device = Device>(
   n: number,
   opts: RandomOptions<"int64", V> = {},
 ): Tensor<"int64", V> {
@@ -248,7 +249,7 @@ export function randperm<V extends Device = "cpu">(
     sym.mdm_randperm(
       int(n, "randperm: n"),
       dtypeCode("int64"),
-      deviceCode(opts.device ?? "cpu"),
+      deviceCode(opts.device ?? defaultDevice()),
       opts.generator?.ptr ?? null,
       ST,
     ) ?? fail("randperm"),

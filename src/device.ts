@@ -16,3 +16,16 @@ export function deviceFromCode(c: number): Device {
   if (c >= 0) return `cuda:${c}`;
   throw new TypeError(`native library returned unknown device code ${c}`);
 }
+
+let fallback: Device = "cpu";
+
+/** Where creation functions put tensors when no device is given ("cpu" unless changed). */
+export function defaultDevice(): Device {
+  return fallback;
+}
+
+/** Changes the device creation functions use by default, e.g. to run a whole program on CUDA. */
+export function setDefaultDevice(d: Device): void {
+  deviceCode(d);
+  fallback = d;
+}

@@ -1,6 +1,6 @@
 // Runs PyTorch (Debian's python3-torch, the same libtorch build) on the same inputs as a test, in
 // one Python process per batch of cases, and compares results with stated tolerances.
-import { type DType, type Tensor } from "../../mod.ts";
+import { type Device, type DType, setDefaultDevice, type Tensor } from "../../mod.ts";
 import { decodeBase64, encodeBase64 } from "./base64.ts";
 
 /** A tensor as PyTorch returned it (half precision widened to float32). */
@@ -21,7 +21,11 @@ export interface RefCase {
   grad?: string[];
 }
 
-const PYTHON = "/usr/bin/python3";
+// MDM_DEVICE=cuda runs the suite with tensors created on that device; references stay on the CPU.
+export const DEVICE = (Deno.env.get("MDM_DEVICE") ?? "cpu") as Device;
+setDefaultDevice(DEVICE);
+
+const PYTHON = Deno.env.get("MDM_PYTHON") ?? "/usr/bin/python3";
 const RUNNER = new URL("./torch_ref.py", import.meta.url).pathname;
 
 function encodeTensor(t: Tensor, requiresGrad: boolean) {
