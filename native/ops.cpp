@@ -1,6 +1,7 @@
 // Elementwise arithmetic, comparisons and reductions. Op codes are shared with ffi/codes.ts.
 #include "common.h"
 
+#include <algorithm>
 #include <cmath>
 
 static at::Tensor unary(int32_t op, const at::Tensor& a) {
@@ -206,6 +207,11 @@ MDM_API mdm_tensor mdm_reduce(int32_t op, mdm_tensor a, const int64_t* dims, int
       case 4: return mdm::wrap(at::logsumexp(t, d, k));
       case 5:
       case 6: {
+        // One dimension at a time, highest first, so that the indices still to go stay valid.
+        for (auto& x : d) x = at::maybe_wrap_dim(x, t.dim());
+        std::sort(d.begin(), d.end());
+        if (std::adjacent_find(d.begin(), d.end()) != d.end())
+          throw std::invalid_argument("all/any: a dimension appears more than once in the list");
         auto r = t.to(at::kBool);
         for (auto it = d.rbegin(); it != d.rend(); ++it)
           r = op == 5 ? at::all(r, *it, k) : at::any(r, *it, k);

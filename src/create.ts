@@ -94,9 +94,14 @@ export function tensor<A extends HostData, D extends DType = DTypeOf<A>, V exten
     } else if (typeof first === "bigint") {
       flat = BigInt64Array.from(values as bigint[]);
       natural = "int64";
-    } else {
+    } else if (opts.dtype === undefined || opts.dtype === "float32") {
       flat = Float32Array.from(values as number[]);
       natural = "float32";
+    } else {
+      // Keep the doubles for other targets: float32 would round 0.1 for float64 and integers
+      // above 2^24 for int64/int32, which PyTorch's torch.tensor(data, dtype=...) does not.
+      flat = Float64Array.from(values as number[]);
+      natural = "float64";
     }
     if (opts.shape) {
       throw new TypeError("tensor: give `shape` only with flat typed-array data; nested arrays carry their shape");

@@ -158,7 +158,8 @@ export interface BatchNormOptions<D extends DType, V extends Device> {
   bias?: Tensor<D, V> | null;
   runningMean?: Tensor<D, V> | null;
   runningVar?: Tensor<D, V> | null;
-  /** Batch statistics (and running-statistics updates) in training, running statistics otherwise. */
+  /** Batch statistics (and running-statistics updates) in training, running statistics otherwise
+   * (the default, as in PyTorch's F.batch_norm). */
   training?: boolean;
   momentum?: number;
   eps?: number;
@@ -169,7 +170,7 @@ export function batchNorm<D extends DType, V extends Device>(
   x: Tensor<D, V>,
   o: BatchNormOptions<D, V> = {},
 ): Tensor<D, V> {
-  const training = o.training ?? true;
+  const training = o.training ?? false;
   if (!training && (!o.runningMean || !o.runningVar)) {
     throw new TypeError("batchNorm: evaluation mode needs runningMean and runningVar");
   }
@@ -203,17 +204,22 @@ export function layerNorm<D extends DType, V extends Device>(
   );
 }
 
-export function softmax<D extends DType, V extends Device>(x: Tensor<D, V>, dim: number, dtype?: DType): Tensor<D, V> {
+/** Softmax along `dim`, optionally computed in (and returned as) another dtype, as Tensor.softmax. */
+export function softmax<D extends DType, V extends Device, E extends DType = D>(
+  x: Tensor<D, V>,
+  dim: number,
+  dtype?: E,
+): Tensor<E, V> {
   return new Tensor(
     sym.mdm_softmax(0, x.ptr, int(dim, "softmax: dim"), dtype ? dtypeCode(dtype) : -1, ST) ?? fail("softmax", x),
   );
 }
 
-export function logSoftmax<D extends DType, V extends Device>(
+export function logSoftmax<D extends DType, V extends Device, E extends DType = D>(
   x: Tensor<D, V>,
   dim: number,
-  dtype?: DType,
-): Tensor<D, V> {
+  dtype?: E,
+): Tensor<E, V> {
   return new Tensor(
     sym.mdm_softmax(1, x.ptr, int(dim, "logSoftmax: dim"), dtype ? dtypeCode(dtype) : -1, ST) ?? fail("logSoftmax", x),
   );

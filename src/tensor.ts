@@ -417,6 +417,16 @@ export class Tensor<D extends DType = DType, V extends Device = Device> implemen
   zero_(): this {
     return this.#inplace(5, 0, "zero_");
   }
+  /**
+   * Replaces this tensor's data (dtype, device and storage may all change) while the handle, and
+   * every reference to it such as an optimizer's, stays valid: PyTorch's `param.data = ...`.
+   */
+  setData_(src: Tensor<DType, Device>): this {
+    check(sym.mdm_set_data(this.ptr, src.ptr, ST), "setData_", this, src);
+    this.#shape = null;
+    this.#dtype = null;
+    return this;
+  }
   /** this += weight · (end − this), the EMA update. */
   lerp_(end: Tensor<DType, V>, weight: number): this {
     check(sym.mdm_lerp_(this.ptr, end.ptr, weight, ST), "lerp_", this, end);

@@ -1,0 +1,26 @@
+// Initialisers matching PyTorch's defaults and guided-diffusion's zero-initialised layers.
+import { full, rand, randn, zeros } from "../create.ts";
+import type { Init } from "./builder.ts";
+
+/** U(-bound, bound). */
+export function uniform(bound: number): Init {
+  return (shape, o) => rand(shape, o).mul(2 * bound).sub(bound);
+}
+
+/**
+ * PyTorch's default for conv and linear weights and biases: kaiming_uniform with a = √5 gives
+ * U(-1/√fan_in, 1/√fan_in) for both.
+ */
+export function torchDefault(fanIn: number): Init {
+  return uniform(1 / Math.sqrt(fanIn));
+}
+
+export function normal(std: number, mean = 0): Init {
+  return (shape, o) => randn(shape, o).mul(std).add(mean);
+}
+
+export const zerosInit: Init = (shape, o) => zeros(shape, o);
+
+export function constant(value: number): Init {
+  return (shape, o) => full(shape, value, o);
+}

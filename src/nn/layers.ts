@@ -1,0 +1,178 @@
+// The layers guided-diffusion's UNet and the pixel classifier are made of. Each takes a builder
+// scoped to its own name, so parameter keys follow the module tree.
+import { noGrad } from "../autograd.ts";
+import type { Device } from "../device.ts";
+import type { FloatDType } from "../dtype.ts";
+import * as F from "../functional.ts";
+import { full, zeros } from "../create.ts";
+import type { Tensor } from "../tensor.ts";
+import type { Init, VarBuilder } from "./builder.ts";
+import { constant, torchDefault, zerosInit } from "./init.ts";
+import { Module } from "./module.ts";
+
+type T = Tensor<FloatDType, Device>;
+
+/**
+ * Casts a weight to the compute dtype of the activations. Parameters stay in their own (float32)
+ * dtype, as master weights; a half-precision torso then runs the way torch.autocast runs it.
+ */
+function as(w: T | null, x: T): T | null {
+  if (w === null || w.dtype === x.dtype) return w;
+  return w.to(x.dtype);
+}
+
+export interface ConvOptions {
+  stride?: number;
+  padding?: number;
+  bias?: boolean;
+  /** guided-diffusion's zero_module: weights and bias start at zero. */
+  zeroInit?: boolean;
+}
+
+export class Conv2d extends Module {
+  readonly weight: T;
+  readonly bias: T | null;
+  constructor(
+    vb: VarBuilder,
+    readonly inChannels: number,
+    readonly outChannels: number,
+    readonly kernel: number,
+    readonly o: ConvOptions = {},
+  ) {
+    super(vb);
+    const fanIn = inChannels * kernel * kernel;
+    const init = o.zeroInit ? zerosInit : torchDefault(fanIn);
+    this.weight = vb.param("weight", [outChannels, inChannels, kernel, kernel], init);
+    this.bias = o.bias === false ? null : vb.param("bias", [outChannels], init);
+  }
+  // [N, C_in, H, W] -> [N, C_out, H', W']
+  forward(x: T): T {
+    return F.conv2d(x, as(this.weight, x)!, as(this.bias, x), {
+      stride: this.o.stride ?? 1,
+      padding: this.o.padding ?? 0,
+    });
+  }
+}
+
+export class Conv1d extends Module {
+  readonly weight: T;
+  readonly bias: T | null;
+  constructor(
+    vb: VarBuilder,
+    readonly inChannels: number,
+    readonly outChannels: number,
+    readonly kernel: number,
+    readonly o: ConvOptions = {},
+  ) {
+    super(vb);
+    const init = o.zeroInit ? zerosInit : torchDefault(inChannels * kernel);
+    this.weight = vb.param("weight", [outChannels, inChannels, kernel], init);
+    this.bias = o.bias === false ? null : vb.param("bias", [outChannels], init);
+  }
+  // [N, C_in, L] -> [N, C_out, L']
+  forward(x: T): T {
+    return F.conv1d(x, as(this.weight, x)!, as(this.bias, x), {
+      stride: this.o.stride ?? 1,
+      padding: this.o.padding ?? 0,
+    });
+  }
+}
+
+export class Linear extends Module {
+  readonly weight: T;
+  readonly bias: T | null;
+  constructor(
+    vb: VarBuilder,
+    readonly inFeatures: number,
+    readonly outFeatures: number,
+    o: { bias?: boolean; weightInit?: Init; biasInit?: Init } = {},
+  ) {
+    super(vb);
+    const init = torchDefault(inFeatures);
+    this.weight = vb.param("weight", [outFeatures, inFeatures], o.weightInit ?? init);
+    this.bias = o.bias === false ? null : vb.param("bias", [outFeatures], o.biasInit ?? init);
+  }
+  // [..., in] -> [..., out]
+  forward(x: T): T {
+    return F.linear(x, as(this.weight, x)!, as(this.bias, x));
+  }
+}
+
+/** GroupNorm32: statistics in float32 whatever the activations' dtype, as guided-diffusion does. */
+export class GroupNorm extends Module {
+  readonly weight: T;
+  readonly bias: T;
+  constructor(vb: VarBuilder, readonly channels: number, readonly groups = 32, readonly eps = 1e-5) {
+    super(vb);
+    if (channels % groups !== 0) {
+      throw new RangeError(`GroupNorm ${vb.prefix}: ${channels} channels do not split into ${groups} groups`);
+    }
+    this.weight = vb.param("weight", [channels], constant(1));
+    this.bias = vb.param("bias", [channels], zerosInit);
+  }
+  forward(x: T): T {
+    if (x.dtype === "float32") return F.groupNorm(x, this.groups, this.weight, this.bias, this.eps);
+    using wide = x.float();
+    using y = F.groupNorm(wide, this.groups, this.weight, this.bias, this.eps);
+    return y.to(x.dtype);
+  }
+}
+
+/** BatchNorm1d over [N, C] or [N, C, L], with running statistics as buffers (PyTorch's keys). */
+export class BatchNorm1d extends Module {
+  readonly weight: T;
+  readonly bias: T;
+  readonly runningMean: T;
+  readonly runningVar: T;
+  readonly numBatchesTracked: Tensor<"int64">;
+  constructor(vb: VarBuilder, readonly features: number, readonly momentum = 0.1, readonly eps = 1e-5) {
+    super(vb);
+    const o = { dtype: vb.store.dtype, device: vb.store.device };
+    this.weight = vb.param("weight", [features], constant(1));
+    this.bias = vb.param("bias", [features], zerosInit);
+    this.runningMean = vb.buffer("running_mean", zeros([features], o));
+    this.runningVar = vb.buffer("running_var", full([features], 1, o));
+    this.numBatchesTracked = vb.buffer("num_batches_tracked", zeros([], { dtype: "int64", device: o.device }));
+  }
+  forward(x: T): T {
+    if (this.training) noGrad(() => this.numBatchesTracked.add_(1));
+    return F.batchNorm(x, {
+      weight: this.weight,
+      bias: this.bias,
+      runningMean: this.runningMean,
+      runningVar: this.runningVar,
+      training: this.training,
+      momentum: this.momentum,
+      eps: this.eps,
+    });
+  }
+}
+
+/** Nearest-neighbour ×2 upsampling, optionally followed by a 3×3 conv (key `conv`). */
+export class Upsample extends Module {
+  readonly conv: Conv2d | null;
+  constructor(vb: VarBuilder, channels: number, useConv: boolean, outChannels = channels) {
+    super(vb);
+    this.conv = useConv ? new Conv2d(vb.pp("conv"), channels, outChannels, 3, { padding: 1 }) : null;
+  }
+  // [N, C, H, W] -> [N, C', 2H, 2W]
+  forward(x: T): T {
+    const up = F.interpolate(x, { scaleFactor: 2, mode: "nearest" });
+    if (!this.conv) return up;
+    using u = up;
+    return this.conv.forward(u);
+  }
+}
+
+/** ×2 downsampling: a stride-2 3×3 conv (key `op`) or 2×2 average pooling. */
+export class Downsample extends Module {
+  readonly op: Conv2d | null;
+  constructor(vb: VarBuilder, channels: number, useConv: boolean, outChannels = channels) {
+    super(vb);
+    this.op = useConv ? new Conv2d(vb.pp("op"), channels, outChannels, 3, { stride: 2, padding: 1 }) : null;
+  }
+  // [N, C, H, W] -> [N, C', H/2, W/2]
+  forward(x: T): T {
+    return this.op ? this.op.forward(x) : F.avgPool2d(x, 2, { stride: 2 });
+  }
+}
