@@ -105,7 +105,22 @@ MDM_API int32_t mdm_optim_state_load(mdm_optimizer o, const void* data, int64_t 
     if (size <= 0) throw std::invalid_argument("empty optimizer state");
     torch::serialize::InputArchive archive;
     archive.load_from(static_cast<const char*>(data), static_cast<size_t>(size));
+    // libtorch's load() restores the per-parameter state only; torch.optim's load_state_dict also
+    // restores each group's options (lr, betas, ...). Read them all before changing anything, so
+    // that a bad state leaves the optimizer as it was.
+    auto& groups = o->param_groups();
+    torch::serialize::InputArchive groups_archive;
+    archive.read("param_groups", groups_archive);
+    std::vector<std::unique_ptr<torch::optim::OptimizerOptions>> options;
+    for (size_t i = 0; i < groups.size(); i++) {
+      torch::serialize::InputArchive group_archive, options_archive;
+      groups_archive.read("param_groups/" + std::to_string(i), group_archive);
+      group_archive.read("options", options_archive);
+      options.push_back(groups[i].options().clone());
+      options.back()->serialize(options_archive);
+    }
     o->load(archive);
+    for (size_t i = 0; i < groups.size(); i++) groups[i].set_options(std::move(options[i]));
   })
 }
 

@@ -1,11 +1,34 @@
 // libtorch's optimizers over mdm tensors, with state export for checkpoints.
 import { STATUS as ST, sym } from "../ffi/lib.ts";
 import type { Device } from "./device.ts";
+import { DisposedError } from "./error.ts";
 import { check, fail, type Tensor, tensorArray } from "./tensor.ts";
 
 const registry = new FinalizationRegistry<Deno.PointerObject>((h) => sym.mdm_optim_free(h));
 
 const KIND = { adam: 0, adamw: 1, sgd: 2 } as const;
+
+const STATE_MAGIC = "mdm-optimizer-state 1\n";
+
+function parseState(bytes: Uint8Array, name: string): { kind: string; shapes: number[][]; body: Uint8Array } {
+  const magic = new TextEncoder().encode(STATE_MAGIC);
+  const fail = (why: string): never => {
+    throw new TypeError(`${name}: not an optimizer state from stateBytes() (${why})`);
+  };
+  if (bytes.length < magic.length || magic.some((b, i) => bytes[i] !== b)) fail("no header");
+  const end = bytes.indexOf(10, magic.length);
+  if (end < 0) fail("header not terminated");
+  let header: { kind?: unknown; shapes?: unknown };
+  try {
+    header = JSON.parse(new TextDecoder().decode(bytes.subarray(magic.length, end)));
+  } catch {
+    return fail("header is not JSON");
+  }
+  if (typeof header.kind !== "string" || !Array.isArray(header.shapes)) fail("header lacks kind or shapes");
+  const body = bytes.subarray(end + 1);
+  if (body.length === 0) fail("no state after the header");
+  return { kind: header.kind as string, shapes: header.shapes as number[][], body };
+}
 
 abstract class Optimizer {
   #h: Deno.PointerObject | null;
@@ -33,7 +56,7 @@ abstract class Optimizer {
   }
 
   get #ptr(): Deno.PointerObject {
-    if (this.#h === null) throw new Error(`${this.constructor.name} used after dispose()`);
+    if (this.#h === null) throw new DisposedError(`${this.constructor.name} used after dispose()`);
     return this.#h;
   }
 
@@ -57,29 +80,56 @@ abstract class Optimizer {
     check(sym.mdm_optim_set_lr(this.#ptr, value, ST), `${this.constructor.name}.lr`);
   }
 
-  /** The full optimizer state (moments, step counts) as bytes, to store in a checkpoint. */
+  /**
+   * The full optimizer state (moments, step counts, hyper-parameters) as bytes, to store in a
+   * checkpoint: a header naming the optimizer and its parameter shapes, then libtorch's archive.
+   */
   stateBytes(): Uint8Array {
     const blob = sym.mdm_optim_state_save(this.#ptr, ST) ?? fail(`${this.constructor.name}.stateBytes`);
     try {
-      const out = new Uint8Array(Number(sym.mdm_blob_size(blob)));
-      check(sym.mdm_blob_copy(blob, Deno.UnsafePointer.of(out), BigInt(out.length), ST), "stateBytes");
+      const header = new TextEncoder().encode(
+        STATE_MAGIC + JSON.stringify({ kind: this.constructor.name, shapes: this.params.map((p) => p.shape) }) + "\n",
+      );
+      const out = new Uint8Array(header.length + Number(sym.mdm_blob_size(blob)));
+      out.set(header);
+      const body = out.subarray(header.length);
+      check(sym.mdm_blob_copy(blob, Deno.UnsafePointer.of(body), BigInt(body.length), ST), "stateBytes");
       return out;
     } finally {
       sym.mdm_blob_free(blob);
     }
   }
 
-  /** Restores a state from `stateBytes()` of an optimizer over parameters of the same shapes. */
+  /**
+   * Restores a state from `stateBytes()` of the same kind of optimizer over parameters of the same
+   * shapes, hyper-parameters (lr included) too, as torch.optim's load_state_dict does.
+   */
   loadStateBytes(bytes: Uint8Array): void {
-    if (bytes.length === 0) throw new TypeError(`${this.constructor.name}.loadStateBytes: empty state`);
+    const name = `${this.constructor.name}.loadStateBytes`;
+    const { kind, shapes, body } = parseState(bytes, name);
+    if (kind !== this.constructor.name) {
+      throw new TypeError(`${name}: the state is ${kind}'s, not ${this.constructor.name}'s`);
+    }
+    if (shapes.length !== this.params.length) {
+      throw new TypeError(
+        `${name}: the state covers ${shapes.length} parameters, this optimizer has ${this.params.length}`,
+      );
+    }
+    this.params.forEach((p, i) => {
+      if (p.shape.join() !== shapes[i].join()) {
+        throw new TypeError(
+          `${name}: parameter ${i} has shape [${p.shape.join(", ")}], the state's has [${shapes[i].join(", ")}]`,
+        );
+      }
+    });
     check(
       sym.mdm_optim_state_load(
         this.#ptr,
-        Deno.UnsafePointer.of(bytes as Uint8Array<ArrayBuffer>),
-        BigInt(bytes.length),
+        Deno.UnsafePointer.of(body as Uint8Array<ArrayBuffer>),
+        BigInt(body.length),
         ST,
       ),
-      `${this.constructor.name}.loadStateBytes`,
+      name,
     );
   }
 

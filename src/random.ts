@@ -3,6 +3,7 @@ import { STATUS as ST, sym } from "../ffi/lib.ts";
 import { type Device, deviceCode } from "./device.ts";
 import { check, fail, Tensor } from "./tensor.ts";
 import { tensor } from "./create.ts";
+import { DisposedError } from "./error.ts";
 
 const registry = new FinalizationRegistry<Deno.PointerObject>((h) => sym.mdm_generator_free(h));
 
@@ -48,7 +49,7 @@ export class Generator {
   }
 
   get ptr(): Deno.PointerObject {
-    if (this.#h === null) throw new Error("generator used after dispose()");
+    if (this.#h === null) throw new DisposedError("generator used after dispose()");
     return this.#h;
   }
 
