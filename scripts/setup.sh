@@ -8,7 +8,7 @@ DENO_VERSION=2.9.6
 
 pkgs=(libtorch-dev g++)
 if [ "${1:-}" = "--test" ]; then
-  pkgs+=(python3-torch python3-scipy python3-skimage python3-sklearn)
+  pkgs+=(python3-torch python3-scipy python3-skimage python3-sklearn python3-pil)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

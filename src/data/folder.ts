@@ -1,0 +1,202 @@
+// Image folders for pre-training: listing image files, and a loader that keeps decoded images in
+// memory and draws batches of random flipped crops, reproducibly and resumably.
+import { tensor } from "../create.ts";
+import type { Device } from "../device.ts";
+import type { Tensor } from "../tensor.ts";
+import { type Image, readImage, toRGB, validateImage } from "./image.ts";
+import { Rng, type RngState } from "./rng.ts";
+
+export const IMAGE_EXTENSIONS: readonly string[] = [".png", ".jpg", ".jpeg", ".tif", ".tiff"];
+
+/** Image files under `dir`, recursively, as paths sorted by code unit (locale-independent order). */
+export async function listImages(dir: string): Promise<string[]> {
+  const found: string[] = [];
+  const walk = async (d: string) => {
+    for await (const e of Deno.readDir(d)) {
+      const p = `${d}/${e.name}`;
+      if (e.isDirectory) await walk(p);
+      else if (e.isFile && IMAGE_EXTENSIONS.some((x) => e.name.toLowerCase().endsWith(x))) found.push(p);
+    }
+  };
+  await walk(dir.replace(/\/+$/, "") || "/");
+  return found.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+}
+
+export interface RandomCropOptions {
+  /** Side S of the square crops. */
+  cropSize: number;
+  /** Seed of the loader's own PRNG (default 0). */
+  seed?: number;
+  /** Mirror each crop left-right with probability 1/2 (default true). */
+  flip?: boolean;
+  /**
+   * Images smaller than the crop: an error when false (the default); padded up to the crop size
+   * (centred) when true or "reflect" (mirror without repeating the edge) or "zero".
+   */
+  padSmall?: boolean | "reflect" | "zero";
+  /** Device of the returned batches (the default device when omitted). */
+  device?: Device;
+}
+
+/** Everything needed to continue the exact sample sequence, as plain JSON. */
+export interface LoaderState {
+  rng: RngState;
+  /** This epoch's image order and the position in it. */
+  order: number[];
+  cursor: number;
+  epoch: number;
+}
+
+export interface NamedImage {
+  name: string;
+  image: Image;
+}
+
+export class RandomCropLoader {
+  readonly cropSize: number;
+  readonly names: readonly string[];
+  readonly #images: Image[]; // RGB, each at least cropSize in both dimensions
+  readonly #flip: boolean;
+  readonly #device?: Device;
+  #rng: Rng;
+  #order: number[] = [];
+  #cursor = 0;
+  #epoch = 0;
+
+  /** A loader over images already in memory (each converted to RGB, padded if asked). */
+  constructor(images: readonly NamedImage[], opts: RandomCropOptions) {
+    const s = opts.cropSize;
+    if (!Number.isInteger(s) || s < 1) {
+      throw new RangeError(`RandomCropLoader: cropSize must be a positive integer, got ${s}`);
+    }
+    if (images.length === 0) throw new RangeError("RandomCropLoader: no images");
+    const pad = opts.padSmall === true ? "reflect" : opts.padSmall || null;
+    this.cropSize = s;
+    this.names = images.map((x) => x.name);
+    this.#images = images.map(({ name, image }) => {
+      validateImage(image, name);
+      if (image.width >= s && image.height >= s) return toRGB(image);
+      if (!pad) {
+        throw new RangeError(
+          `${name}: image is ${image.width}x${image.height}, smaller than the ${s}x${s} crop (set padSmall to pad it)`,
+        );
+      }
+      return padTo(toRGB(image), s, pad);
+    });
+    this.#flip = opts.flip ?? true;
+    this.#device = opts.device;
+    this.#rng = new Rng(opts.seed ?? 0);
+  }
+
+  /** Reads and decodes `paths` into memory. */
+  static async fromFiles(paths: readonly string[], opts: RandomCropOptions): Promise<RandomCropLoader> {
+    const images: NamedImage[] = [];
+    for (const p of paths) images.push({ name: p, image: await readImage(p) });
+    return new RandomCropLoader(images, opts);
+  }
+
+  /** Reads every image under `dir` (see `listImages`). */
+  static async fromDir(dir: string, opts: RandomCropOptions): Promise<RandomCropLoader> {
+    const paths = await listImages(dir);
+    if (paths.length === 0) throw new RangeError(`${dir}: no .png/.jpg/.jpeg/.tif/.tiff images found`);
+    return RandomCropLoader.fromFiles(paths, opts);
+  }
+
+  get length(): number {
+    return this.#images.length;
+  }
+
+  /** Completed passes over the images. */
+  get epoch(): number {
+    return this.#epoch;
+  }
+
+  // Every image is used once per epoch, in an order the PRNG shuffles afresh each epoch.
+  #nextImage(): number {
+    if (this.#cursor >= this.#order.length) {
+      if (this.#order.length > 0) this.#epoch++;
+      this.#order = this.#rng.shuffle(Array.from(this.#images, (_, i) => i));
+      this.#cursor = 0;
+    }
+    return this.#order[this.#cursor++];
+  }
+
+  /** The next batch on the host: `batchSize` crops, float32 [B, 3, S, S] in [-1, 1]. */
+  nextBatchData(batchSize: number): Float32Array {
+    if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`batchSize must be a positive integer`);
+    const s = this.cropSize, plane = s * s;
+    const out = new Float32Array(batchSize * 3 * plane);
+    for (let b = 0; b < batchSize; b++) {
+      const img = this.#images[this.#nextImage()];
+      // Draw order is fixed (x, y, flip) so a saved state replays the same crops.
+      const x0 = this.#rng.int(img.width - s + 1);
+      const y0 = this.#rng.int(img.height - s + 1);
+      const flip = this.#flip && this.#rng.next() < 0.5;
+      const base = b * 3 * plane, w = img.width, d = img.data;
+      for (let y = 0; y < s; y++) {
+        const row = ((y0 + y) * w + x0) * 3;
+        for (let x = 0; x < s; x++) {
+          const src = row + (flip ? s - 1 - x : x) * 3, dst = base + y * s + x;
+          out[dst] = d[src] / 127.5 - 1;
+          out[dst + plane] = d[src + 1] / 127.5 - 1;
+          out[dst + 2 * plane] = d[src + 2] / 127.5 - 1;
+        }
+      }
+    }
+    return out;
+  }
+
+  /** The next batch as a float32 tensor [B, 3, S, S] in [-1, 1]. */
+  nextBatch(batchSize: number): Tensor<"float32", Device> {
+    const s = this.cropSize;
+    return tensor(this.nextBatchData(batchSize), { shape: [batchSize, 3, s, s], device: this.#device });
+  }
+
+  getState(): LoaderState {
+    return { rng: this.#rng.getState(), order: [...this.#order], cursor: this.#cursor, epoch: this.#epoch };
+  }
+
+  /** Restores a state from `getState` (e.g. after JSON round trip) to continue the same sequence. */
+  setState(state: LoaderState): void {
+    const n = this.#images.length;
+    const order = state?.order;
+    const okOrder = Array.isArray(order) && (order.length === 0 || order.length === n) &&
+      new Set(order).size === order.length && order.every((i) => Number.isInteger(i) && i >= 0 && i < n);
+    if (!okOrder || !Number.isInteger(state.cursor) || state.cursor < 0 || state.cursor > order.length) {
+      throw new TypeError(`RandomCropLoader.setState: state does not fit a loader over ${n} images`);
+    }
+    this.#rng.setState(state.rng);
+    this.#order = [...order];
+    this.#cursor = state.cursor;
+    this.#epoch = state.epoch ?? 0;
+  }
+}
+
+// Index into [0, n) after padding by `before`: mirrored without repeating the edge, bouncing as
+// often as needed (so any pad works, even wider than the image).
+function reflectIndex(i: number, n: number): number {
+  if (n === 1) return 0;
+  const period = 2 * (n - 1);
+  const m = ((i % period) + period) % period;
+  return m < n ? m : period - m;
+}
+
+function padTo(img: Image, s: number, mode: "reflect" | "zero"): Image {
+  const w = Math.max(img.width, s), h = Math.max(img.height, s);
+  const left = Math.floor((w - img.width) / 2), top = Math.floor((h - img.height) / 2);
+  const out = new Uint8Array(w * h * 3);
+  for (let y = 0; y < h; y++) {
+    const sy = y - top;
+    const inY = sy >= 0 && sy < img.height;
+    for (let x = 0; x < w; x++) {
+      const sx = x - left;
+      if (mode === "zero" && !(inY && sx >= 0 && sx < img.width)) continue;
+      const src = (reflectIndex(sy, img.height) * img.width + reflectIndex(sx, img.width)) * 3;
+      const dst = (y * w + x) * 3;
+      out[dst] = img.data[src];
+      out[dst + 1] = img.data[src + 1];
+      out[dst + 2] = img.data[src + 2];
+    }
+  }
+  return { width: w, height: h, channels: 3, data: out };
+}
