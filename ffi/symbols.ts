@@ -98,6 +98,8 @@ export const symbols = {
   mdm_one_hot: fn([P, I32, P], P),
   mdm_to: fn([P, I32, I32, I32, P], P),
   mdm_clone: fn([P, P], P),
+  mdm_to_memory_format: fn([P, I32, P], P),
+  mdm_is_memory_format: fn([P, I32, P], I32),
   // nn
   mdm_conv: fn([P, P, P, P, I32, I32, P], P),
   mdm_conv_transpose2d: fn([P, P, P, P, I32, P], P),
@@ -118,13 +120,6 @@ export const symbols = {
   mdm_zero_grad: fn([P, I32, P], I32),
   mdm_detach: fn([P, P], P),
   mdm_set_grad_enabled: fn([I32], I32),
-  // checkpoints
-  mdm_pt_load: fn([P, I64, P], P),
-  mdm_named_count: fn([P], I32),
-  mdm_named_skipped: fn([P], I32),
-  mdm_named_name: fn([P, I32, I32], P),
-  mdm_named_tensor: fn([P, I32, P], P),
-  mdm_named_free: fn([P], "void"),
   mdm_set_data: fn([P, P, P], I32),
   // optimizers
   mdm_optim_new: fn([I32, P, I32, P, I32, P], P),

@@ -48,3 +48,11 @@ MDM_API int32_t mdm_set_grad_enabled(int32_t flag) {
   at::GradMode::set_enabled(flag != 0);
   return previous ? 1 : 0;
 }
+
+// Replaces the data behind `t` (device, dtype, storage) while `t` keeps its identity as a leaf.
+MDM_API int32_t mdm_set_data(mdm_tensor t, mdm_tensor src, mdm_status* st) {
+  GUARD_STATUS(st, {
+    if (t == nullptr) throw std::invalid_argument("null tensor handle");
+    t->set_data(mdm::ref(src));
+  })
+}

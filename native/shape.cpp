@@ -107,3 +107,19 @@ MDM_API mdm_tensor mdm_to(mdm_tensor a, int32_t dtype, int32_t dev, int32_t non_
 }
 
 MDM_API mdm_tensor mdm_clone(mdm_tensor a, mdm_status* st) { GUARD_TENSOR(st, mdm::ref(a).clone()) }
+
+// format 0: row-major (NCHW), 1: channels last (NHWC strides, NCHW shape): what oneDNN's CPU
+// convolutions run fastest on.
+static at::MemoryFormat memory_format(int32_t format) {
+  if (format == 0) return at::MemoryFormat::Contiguous;
+  if (format == 1) return at::MemoryFormat::ChannelsLast;
+  throw std::invalid_argument("unknown memory format code " + std::to_string(format));
+}
+
+MDM_API mdm_tensor mdm_to_memory_format(mdm_tensor a, int32_t format, mdm_status* st) {
+  GUARD_TENSOR(st, mdm::ref(a).contiguous(memory_format(format)))
+}
+
+MDM_API int32_t mdm_is_memory_format(mdm_tensor a, int32_t format, mdm_status* st) {
+  GUARD(st, -1, { return mdm::ref(a).is_contiguous(memory_format(format)) ? 1 : 0; })
+}

@@ -62,6 +62,20 @@ function fromBytes<D extends DType, V extends Device>(
 }
 
 /**
+ * A tensor of `dtype` and `shape` holding a copy of `bytes`: the dtype's little-endian elements,
+ * float16/bfloat16 as their 16-bit patterns (so no value passes through float32). For checkpoint
+ * readers; `tensor()` is the API for host values.
+ */
+export function fromRawBytes<D extends DType, V extends Device = Device>(
+  bytes: Uint8Array,
+  dtype: D,
+  shape: readonly number[],
+  device?: V,
+): Tensor<D, V> {
+  return fromBytes(bytes, dtype, intList(shape, "fromRawBytes: shape"), device);
+}
+
+/**
  * A tensor holding a copy of `data`: a typed array (its dtype by default) with an optional shape,
  * or nested arrays of numbers (float32), booleans (bool) or bigints (int64).
  */

@@ -84,6 +84,9 @@ function many<D extends DType, V extends Device>(n: number, op: string, ...input
   return readHandles(n).map((h) => new Tensor<D, V>(h));
 }
 
+export type MemoryFormat = "contiguous" | "channelsLast";
+const MEMORY_FORMATS: Record<MemoryFormat, number> = { contiguous: 0, channelsLast: 1 };
+
 /** Options of `Tensor.to`. */
 export interface ToOptions<D extends DType, V extends Device> {
   dtype?: D;
@@ -698,6 +701,18 @@ export class Tensor<D extends DType = DType, V extends Device = Device> implemen
   }
   cpu(): Tensor<D, "cpu"> {
     return this.to({ device: "cpu" });
+  }
+  /**
+   * A copy laid out in `format` (the same tensor when it already is): "channelsLast" stores 4-D
+   * tensors as NHWC, which oneDNN's CPU convolutions run fastest on; shapes stay NCHW.
+   */
+  toMemoryFormat(format: MemoryFormat): Tensor<D, V> {
+    return new Tensor(sym.mdm_to_memory_format(this.ptr, MEMORY_FORMATS[format], ST) ?? fail("toMemoryFormat", this));
+  }
+  isMemoryFormat(format: MemoryFormat): boolean {
+    const r = sym.mdm_is_memory_format(this.ptr, MEMORY_FORMATS[format], ST);
+    if (r < 0) fail("isMemoryFormat", this);
+    return r === 1;
   }
   clone(): Tensor<D, V> {
     return new Tensor(sym.mdm_clone(this.ptr, ST) ?? fail("clone", this));

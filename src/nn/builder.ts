@@ -15,6 +15,8 @@ export class ParamStore {
   readonly buffers = new Map<string, Tensor>();
   /** Dropout and batch norm read this; `Module.train()` and `eval()` set it. */
   training = true;
+  /** Lay out 2-D convolution weights channels-last (NHWC strides), see `Tensor.toMemoryFormat`. */
+  channelsLast = false;
 
   constructor(readonly dtype: FloatDType = "float32", readonly device: Device = "cpu") {}
 }

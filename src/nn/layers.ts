@@ -43,6 +43,10 @@ export class Conv2d extends Module {
     const fanIn = inChannels * kernel * kernel;
     const init = o.zeroInit ? zerosInit : torchDefault(fanIn);
     this.weight = vb.param("weight", [outChannels, inChannels, kernel, kernel], init);
+    if (vb.store.channelsLast) {
+      using nhwc = this.weight.toMemoryFormat("channelsLast");
+      this.weight.setData_(nhwc);
+    }
     this.bias = o.bias === false ? null : vb.param("bias", [outChannels], init);
   }
   // [N, C_in, H, W] -> [N, C_out, H', W']
@@ -111,9 +115,9 @@ export class GroupNorm extends Module {
     this.bias = vb.param("bias", [channels], zerosInit);
   }
   forward(x: T): T {
-    if (x.dtype === "float32") return F.groupNorm(x, this.groups, this.weight, this.bias, this.eps);
+    if (x.dtype === "float32") return F.groupNorm(x, this.groups, as(this.weight, x), as(this.bias, x), this.eps);
     using wide = x.float();
-    using y = F.groupNorm(wide, this.groups, this.weight, this.bias, this.eps);
+    using y = F.groupNorm(wide, this.groups, as(this.weight, wide), as(this.bias, wide), this.eps);
     return y.to(x.dtype);
   }
 }

@@ -1,7 +1,7 @@
 // The module base: a view of a shared parameter store under a name prefix, with state dicts,
 // train/eval, parameter counts and device/dtype moves.
 import { noGrad } from "../autograd.ts";
-import type { Device } from "../device.ts";
+import { defaultDevice, type Device } from "../device.ts";
 import type { DType, FloatDType } from "../dtype.ts";
 import type { Tensor } from "../tensor.ts";
 import { ParamStore, VarBuilder } from "./builder.ts";
@@ -131,5 +131,5 @@ export abstract class Module {
 
 /** A fresh store and root builder for a model. */
 export function rootBuilder(opts: { dtype?: FloatDType; device?: Device } = {}): VarBuilder {
-  return new VarBuilder(new ParamStore(opts.dtype ?? "float32", opts.device ?? "cpu"));
+  return new VarBuilder(new ParamStore(opts.dtype ?? "float32", opts.device ?? defaultDevice()));
 }

@@ -8,6 +8,7 @@ value is a tensor, a number, a list of values, or {"error": message}.
 """
 import base64
 import json
+import os
 import sys
 
 import numpy as np
@@ -25,6 +26,9 @@ DTYPES = {
     "bool": torch.bool,
 }
 NAMES = {v: k for k, v in DTYPES.items()}
+
+# Case code may import the tests' own Python modules (tests/unet_ref.py) from any working directory.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def decode(t):

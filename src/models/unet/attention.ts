@@ -64,7 +64,11 @@ export class AttentionBlock extends Module {
       const weight = q.mul(scale).transpose(1, 2).bmm(k.mul(scale)); // [N·heads, L, L]
       const attn = weight.softmax(-1, "float32").to(weight.dtype);
       const a = v.bmm(attn.transpose(1, 2)).reshape(b, c, length); // [N, C, L]
-      return flat.add(this.projOut.forward(a)).reshape(b, c, ...spatial);
+      const out = flat.add(this.projOut.forward(a)).reshape(b, c, ...spatial);
+      // Flattening made the activations row-major; keep the surrounding convolutions' layout.
+      return x.isMemoryFormat("channelsLast") && !x.isMemoryFormat("contiguous")
+        ? out.toMemoryFormat("channelsLast")
+        : out;
     });
   }
 }

@@ -26,6 +26,11 @@ export interface UNetConfig {
   convResample: boolean;
   /** Compute dtype of the torso (input, middle and output blocks): use_fp16 is "float16". */
   torsoDtype: "float32" | "float16" | "bfloat16";
+  /**
+   * Run convolutions on channels-last (NHWC) activations and weights: same results, and on CPUs
+   * (oneDNN) markedly faster than the NCHW layout PyTorch uses by default.
+   */
+  channelsLast: boolean;
 }
 
 /** guided-diffusion's channel_mult for each image size (create_model). */
@@ -64,6 +69,7 @@ export function resolveConfig(c: Partial<UNetConfig> & { imageSize: number }): U
     learnSigma,
     convResample: c.convResample ?? true,
     torsoDtype: c.torsoDtype ?? "float32",
+    channelsLast: c.channelsLast ?? true,
   };
   const positive = ["imageSize", "inChannels", "modelChannels", "outChannels", "numResBlocks"] as const;
   for (const k of positive) {

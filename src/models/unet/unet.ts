@@ -57,6 +57,7 @@ export class UNet extends Module {
   constructor(config: Partial<UNetConfig> & { imageSize: number }, vb: VarBuilder = rootBuilder()) {
     super(vb);
     const c = this.config = resolveConfig(config);
+    vb.store.channelsLast = c.channelsLast;
     const mc = c.modelChannels, embDim = 4 * mc;
     const attnDs = new Set(c.attentionResolutions.map((r) => c.imageSize / r));
     const res = (b: VarBuilder, ch: number, out: number, extra: { up?: boolean; down?: boolean } = {}) =>
@@ -173,6 +174,7 @@ export class UNet extends Module {
       );
       const skips: T[] = [];
       let h: T = x.to(c.torsoDtype);
+      if (c.channelsLast) h = h.toMemoryFormat("channelsLast");
       for (const block of this.inputBlocks) {
         h = block.forward(h, emb);
         skips.push(h);
