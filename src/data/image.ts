@@ -1,8 +1,8 @@
 // Image files <-> 8-bit HWC pixel arrays: PNG, JPEG and TIFF decoding (format found by magic bytes,
 // not by extension, since datasets misname files), atomic PNG writing, and channel conversion.
-import { decode as decodePngRaw, encode as encodePngRaw } from "npm:fast-png@8.0.0";
-import jpeg from "npm:jpeg-js@0.4.4";
-import UTIF from "npm:utif2@4.1.0";
+import { decode as decodePngRaw, encode as encodePngRaw } from "fast-png";
+import jpeg from "jpeg-js";
+import UTIF from "utif2";
 
 /** An 8-bit image, pixels row-major with interleaved channels (HWC). */
 export interface Image {
