@@ -32,6 +32,7 @@ export {
   cudaAvailable,
   cudaDeviceCount,
   getNumThreads,
+  setBlasThreads,
   setNumThreads,
   synchronize,
   torchVersion,

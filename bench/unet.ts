@@ -71,7 +71,7 @@ if (Deno.args.includes("--child")) {
   const names = (arg("only") ? [arg("only")] : Object.keys(CONFIGS)) as (keyof typeof CONFIGS)[];
   for (const name of names) {
     const c = CONFIGS[name];
-    const py = await pythonJson(new URL("./unet_torch.py", import.meta.url).pathname, [
+    const pyArgs = [
       JSON.stringify({
         threads,
         batch: c.batch,
@@ -82,10 +82,15 @@ if (Deno.args.includes("--child")) {
         attention_resolutions: c.unet.attentionResolutions,
         num_res_blocks: c.unet.numResBlocks,
       }),
-    ]);
+    ];
+    const script = new URL("./unet_torch.py", import.meta.url).pathname;
+    const py = await pythonJson(script, pyArgs);
+    // As a PyTorch user would run it, OpenBLAS's pool left at its default size.
+    const pyDefault = await pythonJson(script, pyArgs, {});
     const m = await mdmSide(name);
     report(`UNet training step, ${name} (batch ${c.batch}, threads=${threads})`, [
       ["ms per step", m.step_ms, py.step_ms],
+      ["ms per step vs PyTorch with default OpenBLAS threads", m.step_ms, pyDefault.step_ms],
       ["peak resident memory, MiB", m.peak_mib, py.peak_mib],
     ]);
   }

@@ -1,10 +1,18 @@
 // Shared pieces of the benchmarks: the Python side, libtorch flags, and the result table.
 
-/** Runs a Python benchmark script with Debian's torch and parses the JSON it prints. */
-export async function pythonJson(script: string, args: (string | number)[]): Promise<Record<string, number>> {
+/**
+ * Runs a Python benchmark script with Debian's torch and parses the JSON it prints. By default its
+ * OpenBLAS pool gets one thread, as mdm's setNumThreads gives its own: equal settings on both sides.
+ */
+export async function pythonJson(
+  script: string,
+  args: (string | number)[],
+  env: Record<string, string> = { OPENBLAS_NUM_THREADS: "1" },
+): Promise<Record<string, number>> {
   const out = await new Deno.Command(Deno.env.get("MDM_PYTHON") ?? "/usr/bin/python3", {
     args: [script, ...args.map(String)],
     stderr: "inherit",
+    env,
   })
     .output();
   if (!out.success) throw new Error(`${script} failed`);

@@ -34,6 +34,7 @@ export const symbols = {
   mdm_item: fn([P, P], F64),
   mdm_set_num_threads: fn([I32], "void"),
   mdm_get_num_threads: fn([], I32),
+  mdm_set_blas_threads: fn([I32], I32),
   mdm_cuda_available: fn([], I32),
   mdm_cuda_device_count: fn([], I32),
   mdm_synchronize: fn([I32, P], I32),
