@@ -1,7 +1,7 @@
 // Runs PyTorch (Debian's python3-torch, the same libtorch build) on the same inputs as a test, in
 // one Python process per batch of cases, and compares results with stated tolerances.
 import { type Device, type DType, setDefaultDevice, type Tensor } from "../../mod.ts";
-import { decodeBase64, encodeBase64 } from "./base64.ts";
+import { decodeBase64, encodeBase64 } from "../../src/util/base64.ts";
 
 /** A tensor as PyTorch returned it (half precision widened to float32). */
 export interface RefTensor {

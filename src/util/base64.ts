@@ -1,4 +1,4 @@
-// Base64 for the reference-process protocol (no std library here).
+// Base64 for checkpoints and the test reference protocol (no std library here).
 export function encodeBase64(bytes: Uint8Array): string {
   let s = "";
   const CHUNK = 0x8000;

@@ -1,0 +1,139 @@
+// Pre-training checkpoints: one folder per saved step (model, EMA, optimizer, random streams, data
+// order), made complete under a temporary name and renamed into place, so that a process killed
+// mid-save leaves the previous checkpoints readable. The newest few are kept.
+import { loadSafetensors, saveSafetensors } from "../io/safetensors.ts";
+import { writeAll, writeFileAtomic } from "../io/atomic.ts";
+import { getRngState, setRngState } from "../random.ts";
+import { noGrad } from "../autograd.ts";
+import { decodeBase64, encodeBase64 } from "../util/base64.ts";
+import type { Pretrainer, PretrainOptions } from "./pretrain.ts";
+
+export const CHECKPOINT_VERSION = 1;
+
+/** The JSON part of a checkpoint. */
+export interface TrainState {
+  version: number;
+  step: number;
+  options: PretrainOptions;
+  /** Base64 generator states: the trainer's three streams and the global one (dropout). */
+  rng: { timesteps: string; mask: string; noise: string; global: string };
+  /** The data loader's own state (opaque JSON). */
+  data: unknown;
+  /** Seconds of training so far, for throughput and ETA after a resume. */
+  seconds: number;
+}
+
+const NAME = /^step-(\d{7,})$/;
+
+function stepDir(root: string, step: number): string {
+  return `${root}/step-${String(step).padStart(7, "0")}`;
+}
+
+function fsyncDir(path: string): void {
+  try {
+    const d = Deno.openSync(path, { read: true });
+    try {
+      d.syncSync();
+    } finally {
+      d.close();
+    }
+  } catch { /* some file systems refuse to open folders: the rename is still atomic there */ }
+}
+
+/** Writes a checkpoint of `trainer` under `root` and removes all but the newest `keep`. */
+export function saveCheckpoint(
+  root: string,
+  trainer: Pretrainer,
+  extra: { data: unknown; seconds: number },
+  keep = 3,
+): string {
+  Deno.mkdirSync(root, { recursive: true });
+  const final = stepDir(root, trainer.step);
+  const tmp = `${final}.tmp-${crypto.randomUUID().slice(0, 8)}`;
+  Deno.mkdirSync(tmp);
+  try {
+    saveSafetensors(`${tmp}/model.safetensors`, trainer.model.stateDict());
+    saveSafetensors(`${tmp}/ema.safetensors`, trainer.ema);
+    const opt = trainer.optimizer.stateBytes();
+    writeFileAtomic(`${tmp}/optimizer.bin`, (f) => writeAll(f, opt));
+    const state: TrainState = {
+      version: CHECKPOINT_VERSION,
+      step: trainer.step,
+      options: trainer.o,
+      rng: {
+        timesteps: encodeBase64(trainer.rng.timesteps.state),
+        mask: encodeBase64(trainer.rng.mask.state),
+        noise: encodeBase64(trainer.rng.noise.state),
+        global: encodeBase64(getRngState(trainer.o.device)),
+      },
+      data: extra.data,
+      seconds: extra.seconds,
+    };
+    // state.json goes last: a folder with it is complete.
+    writeFileAtomic(`${tmp}/state.json`, (f) => writeAll(f, new TextEncoder().encode(JSON.stringify(state, null, 1))));
+    fsyncDir(tmp);
+    try {
+      Deno.removeSync(final, { recursive: true }); // a stale one from an earlier run at this step
+    } catch { /* none */ }
+    Deno.renameSync(tmp, final);
+    fsyncDir(root);
+  } catch (e) {
+    Deno.removeSync(tmp, { recursive: true });
+    throw e;
+  }
+  for (const old of listCheckpoints(root).slice(0, -keep)) Deno.removeSync(old.path, { recursive: true });
+  return final;
+}
+
+/** Complete checkpoints under `root`, oldest first. */
+export function listCheckpoints(root: string): { step: number; path: string }[] {
+  const found: { step: number; path: string }[] = [];
+  try {
+    for (const e of Deno.readDirSync(root)) {
+      const m = NAME.exec(e.name);
+      if (!e.isDirectory || !m) continue;
+      try {
+        Deno.statSync(`${root}/${e.name}/state.json`);
+        found.push({ step: Number(m[1]), path: `${root}/${e.name}` });
+      } catch { /* incomplete */ }
+    }
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+  return found.sort((a, b) => a.step - b.step);
+}
+
+/** Reads a checkpoint folder's JSON state, checking that it is one. */
+export function readTrainState(path: string): TrainState {
+  let state: TrainState;
+  try {
+    state = JSON.parse(Deno.readTextFileSync(`${path}/state.json`));
+  } catch (e) {
+    throw new Error(`${path}: not a readable checkpoint (${(e as Error).message})`);
+  }
+  if (state.version !== CHECKPOINT_VERSION || !Number.isInteger(state.step)) {
+    throw new Error(`${path}/state.json: unsupported checkpoint version ${state.version}`);
+  }
+  return state;
+}
+
+/** Restores weights, EMA, optimizer and random streams into a trainer built with the same options. */
+export function restoreCheckpoint(path: string, trainer: Pretrainer, state = readTrainState(path)): TrainState {
+  using model = loadSafetensors(`${path}/model.safetensors`, { device: trainer.o.device });
+  trainer.model.loadStateDict(model);
+  using ema = loadSafetensors(`${path}/ema.safetensors`, { device: trainer.o.device });
+  noGrad(() => {
+    for (const [k, t] of trainer.ema) {
+      const saved = ema.get(k);
+      if (!saved) throw new Error(`${path}/ema.safetensors: missing ${k}`);
+      t.copy_(saved);
+    }
+  });
+  trainer.optimizer.loadStateBytes(Deno.readFileSync(`${path}/optimizer.bin`));
+  trainer.rng.timesteps.state = decodeBase64(state.rng.timesteps);
+  trainer.rng.mask.state = decodeBase64(state.rng.mask);
+  trainer.rng.noise.state = decodeBase64(state.rng.noise);
+  setRngState(decodeBase64(state.rng.global), trainer.o.device);
+  trainer.step = state.step;
+  return state;
+}

@@ -1,0 +1,77 @@
+// The DDPM baseline (REFERENCE §4): beta schedules, closed-form q_sample, and the training loss.
+import { tensor } from "../create.ts";
+import type { Device } from "../device.ts";
+import type { FloatDType } from "../dtype.ts";
+import { mseLoss } from "../functional.ts";
+import { tidy } from "../scope.ts";
+import type { Tensor } from "../tensor.ts";
+
+export type BetaSchedule = "linear" | "cosine";
+
+/** guided-diffusion's get_named_beta_schedule, in float64. */
+export function betaSchedule(kind: BetaSchedule, steps = 1000): Float64Array {
+  if (!Number.isInteger(steps) || steps <= 0) {
+    throw new RangeError(`betaSchedule: steps must be a positive integer, got ${steps}`);
+  }
+  const betas = new Float64Array(steps);
+  if (kind === "linear") {
+    // Scaled so that other step counts keep the 1000-step schedule's endpoints' meaning.
+    const scale = 1000 / steps, start = scale * 1e-4, end = scale * 0.02;
+    for (let i = 0; i < steps; i++) betas[i] = steps === 1 ? start : start + (end - start) * i / (steps - 1);
+  } else if (kind === "cosine") {
+    const alphaBar = (t: number) => Math.cos((t + 0.008) / 1.008 * Math.PI / 2) ** 2;
+    for (let i = 0; i < steps; i++) betas[i] = Math.min(1 - alphaBar((i + 1) / steps) / alphaBar(i / steps), 0.999);
+  } else {
+    throw new TypeError(`betaSchedule: unknown schedule ${JSON.stringify(kind)}; use "linear" or "cosine"`);
+  }
+  return betas;
+}
+
+/** Noise schedule tables, computed once in float64 like guided-diffusion's GaussianDiffusion. */
+export class Diffusion {
+  readonly betas: Float64Array;
+  readonly alphasCumprod: Float64Array;
+  readonly #sqrtAcp: Float32Array;
+  readonly #sqrtOneMinusAcp: Float32Array;
+
+  constructor(readonly schedule: BetaSchedule = "linear", readonly steps = 1000) {
+    this.betas = betaSchedule(schedule, steps);
+    this.alphasCumprod = new Float64Array(steps);
+    let acc = 1;
+    this.betas.forEach((b, i) => this.alphasCumprod[i] = acc *= 1 - b);
+    this.#sqrtAcp = Float32Array.from(this.alphasCumprod, Math.sqrt);
+    this.#sqrtOneMinusAcp = Float32Array.from(this.alphasCumprod, (a) => Math.sqrt(1 - a));
+  }
+
+  /** x_t = √ᾱ_t·x0 + √(1−ᾱ_t)·ε, per sample. */
+  // x0, noise [B, ...], t [B] -> [B, ...]
+  qSample<V extends Device>(
+    x0: Tensor<FloatDType, V>,
+    t: Tensor<"int64", V>,
+    noise: Tensor<FloatDType, V>,
+  ): Tensor<FloatDType, V> {
+    if (x0.shape.join() !== noise.shape.join()) {
+      throw new TypeError(`qSample: x0 [${x0.shape.join(", ")}] and noise [${noise.shape.join(", ")}] differ in shape`);
+    }
+    return tidy(() => {
+      const expand = (table: Float32Array) => {
+        const col = tensor(table, { device: x0.device }).indexSelect(0, t);
+        return col.reshape([t.size(0), ...x0.shape.slice(1).map(() => 1)]).to(x0.dtype);
+      };
+      return x0.mul(expand(this.#sqrtAcp)).add(noise.mul(expand(this.#sqrtOneMinusAcp)));
+    });
+  }
+
+  /**
+   * The DDPM training loss for a model output: MSE against the noise (guided-diffusion's epsilon
+   * objective) or against x0.
+   */
+  loss<V extends Device>(
+    output: Tensor<FloatDType, V>,
+    x0: Tensor<FloatDType, V>,
+    noise: Tensor<FloatDType, V>,
+    target: "noise" | "x0" = "noise",
+  ): Tensor<FloatDType, V> {
+    return mseLoss(output, target === "noise" ? noise : x0);
+  }
+}

@@ -1,0 +1,67 @@
+// SSIM and the MDM reconstruction loss (REFERENCE §2): the release's 5×5 Gaussian window with
+// sigma 1.5, zero padding and L = 1 by default; Wang et al.'s 11×11 window as an option.
+import { tensor } from "../create.ts";
+import type { Device } from "../device.ts";
+import type { FloatDType } from "../dtype.ts";
+import { cat, conv2d } from "../functional.ts";
+import { tidy } from "../scope.ts";
+import type { Tensor } from "../tensor.ts";
+
+export interface SsimOptions {
+  /** Side of the Gaussian window (5 in the release, 11 in Wang et al. 2004). */
+  windowSize?: number;
+  sigma?: number;
+  /** The dynamic range L in C1 = (0.01·L)², C2 = (0.03·L)². The release uses 1 on [-1, 1] data. */
+  dataRange?: number;
+  /** Zero padding on each side; windowSize/2 (rounded down) keeps the map at the image size. */
+  padding?: number;
+}
+
+/** The normalised 1-D Gaussian, exp(-(i - w/2)² / 2σ²). */
+export function gaussian(windowSize: number, sigma: number): number[] {
+  const c = Math.floor(windowSize / 2);
+  const g = Array.from({ length: windowSize }, (_, i) => Math.exp(-((i - c) ** 2) / (2 * sigma * sigma)));
+  const s = g.reduce((a, b) => a + b, 0);
+  return g.map((v) => v / s);
+}
+
+/** The SSIM map of two image batches, per channel (depth-wise window). */
+// x, y [B, C, H, W] -> [B, C, H', W'] (H' = H with the default padding)
+export function ssim<V extends Device>(
+  x: Tensor<FloatDType, V>,
+  y: Tensor<FloatDType, V>,
+  opts: SsimOptions = {},
+): Tensor<FloatDType, V> {
+  const ws = opts.windowSize ?? 5, sigma = opts.sigma ?? 1.5, L = opts.dataRange ?? 1;
+  const pad = opts.padding ?? Math.floor(ws / 2);
+  if (x.ndim !== 4 || x.shape.join() !== y.shape.join()) {
+    throw new TypeError(
+      `ssim: x and y must be [B, C, H, W] of one shape, got [${x.shape.join(", ")}] and [${y.shape.join(", ")}]`,
+    );
+  }
+  const c = x.size(1);
+  const c1 = (0.01 * L) ** 2, c2 = (0.03 * L) ** 2;
+  return tidy(() => {
+    const g = gaussian(ws, sigma);
+    const kernel = Float32Array.from(g.flatMap((gi) => g.map((gj) => gi * gj)));
+    // One grouped convolution filters x, y, x², y² and xy together: five statistics per channel.
+    const window = tensor(kernel, { shape: [1, 1, ws, ws], device: x.device }).to(x.dtype).expand(5 * c, 1, ws, ws);
+    const stats = conv2d(cat([x, y, x.mul(x), y.mul(y), x.mul(y)], 1), window, null, { padding: pad, groups: 5 * c });
+    const [muX, muY, xx, yy, xy] = stats.chunk(5, 1);
+    const muXY = muX.mul(muY), muX2 = muX.square(), muY2 = muY.square();
+    // Biased (population) variances: E[x²] − μ².
+    const varX = xx.sub(muX2), varY = yy.sub(muY2), cov = xy.sub(muXY);
+    const num = muXY.mul(2).add(c1).mul(cov.mul(2).add(c2));
+    const den = muX2.add(muY2).add(c1).mul(varX.add(varY).add(c2));
+    return num.div(den);
+  });
+}
+
+/** The MDM loss: mean over B, C, H, W of clamp(1 − SSIM, 0, 1) / 2. */
+export function ssimLoss<V extends Device>(
+  pred: Tensor<FloatDType, V>,
+  target: Tensor<FloatDType, V>,
+  opts: SsimOptions = {},
+): Tensor<FloatDType, V> {
+  return tidy(() => ssim(pred, target, opts).rsub(1).clamp(0, 1).div(2).mean());
+}
