@@ -50,6 +50,7 @@ export class UNet extends Module {
   readonly inputBlocks: EmbedSequential[] = [];
   readonly middleBlock: EmbedSequential;
   readonly outputBlocks: EmbedSequential[] = [];
+  readonly #outputChannels: number[] = [];
   readonly outNorm: GroupNorm;
   readonly outConv: Conv2d;
 
@@ -128,11 +129,19 @@ export class UNet extends Module {
           ds /= 2;
         }
         this.outputBlocks.push(new EmbedSequential(layers));
+        this.#outputChannels.push(ch);
       }
     });
 
     this.outNorm = new GroupNorm(vb.pp("out").pp(0), ch);
     this.outConv = new Conv2d(vb.pp("out").pp(2), inputCh, c.outChannels, 3, { padding: 1, zeroInit: true });
+  }
+
+  /** Channels of decoder block `i`'s output. */
+  decoderChannels(i: number): number {
+    const c = this.#outputChannels[i];
+    if (c === undefined) throw new RangeError(`decoder block ${i} does not exist (0..${this.#outputChannels.length - 1})`);
+    return c;
   }
 
   /** The number of decoder blocks (valid `capture` indices are 0 .. n-1). */

@@ -1,0 +1,38 @@
+// The per-pixel MLP head of ddpm-segmentation and MDM (REFERENCE §6).
+import type { Device } from "../device.ts";
+import type { FloatDType } from "../dtype.ts";
+import { tidy } from "../scope.ts";
+import type { Tensor } from "../tensor.ts";
+import { normal, zerosInit } from "../nn/init.ts";
+import { BatchNorm1d, Linear } from "../nn/layers.ts";
+import { Module, rootBuilder } from "../nn/module.ts";
+
+type T = Tensor<FloatDType, Device>;
+
+/**
+ * Linear(D, h1), ReLU, BatchNorm1d, Linear(h1, h2), ReLU, BatchNorm1d, Linear(h2, K), with
+ * (h1, h2) = (128, 32), or (256, 128) for 30 classes or more. Linear weights start N(0, 0.02),
+ * biases 0. Keys as in the reference's nn.Sequential: layers.0, layers.2, ...
+ */
+export class PixelClassifier extends Module {
+  readonly fc: [Linear, Linear, Linear];
+  readonly bn: [BatchNorm1d, BatchNorm1d];
+
+  constructor(readonly inFeatures: number, readonly classes: number, opts: { device?: Device } = {}) {
+    const vb = rootBuilder({ device: opts.device });
+    super(vb);
+    const [h1, h2] = classes >= 30 ? [256, 128] : [128, 32];
+    const seq = vb.pp("layers");
+    const o = { weightInit: normal(0.02), biasInit: zerosInit };
+    this.fc = [new Linear(seq.pp(0), inFeatures, h1, o), new Linear(seq.pp(3), h1, h2, o), new Linear(seq.pp(6), h2, classes, o)];
+    this.bn = [new BatchNorm1d(seq.pp(2), h1), new BatchNorm1d(seq.pp(5), h2)];
+  }
+
+  // pixels [N, D] -> logits [N, K]
+  forward(x: T): T {
+    return tidy(() => {
+      const h = this.bn[0].forward(this.fc[0].forward(x).relu());
+      return this.fc[2].forward(this.bn[1].forward(this.fc[1].forward(h).relu()));
+    });
+  }
+}

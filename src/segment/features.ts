@@ -1,0 +1,79 @@
+// Pixel features from a frozen pre-trained UNet (REFERENCE §5): corrupt the input as in
+// pre-training, run the UNet, take chosen decoder blocks, upsample them bilinearly to the input size
+// and concatenate along channels.
+import { noGrad } from "../autograd.ts";
+import { randn, full } from "../create.ts";
+import type { Device } from "../device.ts";
+import type { FloatDType } from "../dtype.ts";
+import { cat, interpolate } from "../functional.ts";
+import type { Generator } from "../random.ts";
+import { tidy } from "../scope.ts";
+import type { Tensor } from "../tensor.ts";
+import type { UNet } from "../models/unet/unet.ts";
+import { Diffusion } from "../mdm/ddpm.ts";
+import { maskPatches } from "../mdm/mask.ts";
+
+type T = Tensor<FloatDType, Device>;
+
+export interface FeatureOptions {
+  method: "mdm" | "ddpm";
+  /** Decoder blocks (indices into output_blocks), e.g. [8, 9, 10, 11, 12] for the medical model. */
+  blocks: readonly number[];
+  /** MDM: [50]; DDPM: [50, 150, 250]. */
+  timesteps: readonly number[];
+  /** Divide each image's whole C×H×W feature tensor by its L2 norm (the medical protocol). */
+  l2Normalize?: boolean;
+  /** MDM: draws the patch masks (a fresh mask per call). */
+  generator?: Generator;
+  /** DDPM: the one noise image shared by every input, [1, C, H, W] (ddpm-segmentation seeds it once). */
+  noise?: T;
+  patchSize?: number;
+  diffusionSteps?: number;
+  maskRatio?: "release" | "paper";
+  schedule?: "linear" | "cosine";
+}
+
+/** Number of feature channels `decoderFeatures` produces for a model and options. */
+export function featureChannels(model: UNet, opts: Pick<FeatureOptions, "blocks" | "timesteps">): number {
+  return opts.timesteps.length * opts.blocks.reduce((n, b) => n + model.decoderChannels(b), 0);
+}
+
+/**
+ * Features of a batch of images, computed without gradients. The order of the channels is
+ * ddpm-segmentation's: timestep-major, then the blocks in the order given.
+ */
+// images [B, 3, H, W] in [-1, 1] -> [B, D, H, W] float32, D = featureChannels(model, opts)
+export function decoderFeatures(model: UNet, images: T, opts: FeatureOptions): T {
+  const [b, , h, w] = images.shape;
+  const diffusion = opts.method === "ddpm" ? new Diffusion(opts.schedule ?? "linear", opts.diffusionSteps ?? 1000) : null;
+  return noGrad(() =>
+    tidy(() => {
+      const parts: T[] = [];
+      for (const t of opts.timesteps) {
+        const steps = full([b], t, { dtype: "int64", device: images.device });
+        let input: T;
+        if (diffusion) {
+          const noise = opts.noise ?? randn([1, ...images.shape.slice(1)], { device: images.device, generator: opts.generator });
+          input = diffusion.qSample(images, steps, noise.expand(b, -1, -1, -1));
+        } else {
+          input = maskPatches(images, steps, {
+            patchSize: opts.patchSize,
+            steps: opts.diffusionSteps,
+            ratio: opts.maskRatio,
+            generator: opts.generator,
+          }).images;
+        }
+        const { features } = model.forward(input, steps, { capture: opts.blocks, stopAfterCapture: true });
+        for (const f of features) {
+          const wide = f.float();
+          parts.push(wide.size(2) === h && wide.size(3) === w ? wide : interpolate(wide, { size: [h, w], mode: "bilinear", alignCorners: false }));
+        }
+      }
+      const all = parts.length === 1 ? parts[0] : cat(parts, 1);
+      if (!opts.l2Normalize) return all;
+      // One norm over each image's whole C×H×W tensor, as the medical protocol divides by.
+      const norm = all.square().sum([1, 2, 3], true).sqrt().clamp(1e-12);
+      return all.div(norm);
+    })
+  );
+}

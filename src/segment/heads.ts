@@ -1,0 +1,160 @@
+// The medical few-shot protocol (REFERENCE §6): pixel-MLP heads trained on features of random
+// crops recomputed every step, early stopping, independent heads; sliding-window evaluation that
+// computes each window's features once for all heads.
+import { noGrad } from "../autograd.ts";
+import { tensor } from "../create.ts";
+import type { Image } from "../data/image.ts";
+import { Rng } from "../data/rng.ts";
+import type { Device } from "../device.ts";
+import type { FloatDType } from "../dtype.ts";
+import { crossEntropy } from "../functional.ts";
+import { Adam } from "../optim.ts";
+import { Generator } from "../random.ts";
+import { tidy } from "../scope.ts";
+import type { Tensor } from "../tensor.ts";
+import type { UNet } from "../models/unet/unet.ts";
+import { PixelClassifier } from "./classifier.ts";
+import { decoderFeatures, featureChannels, type FeatureOptions } from "./features.ts";
+import { type SlidingOptions, slidingWindow } from "./sliding.ts";
+
+type T = Tensor<FloatDType, Device>;
+
+/** An image with its per-pixel class labels (255 = ignore) and, where known, its instances. */
+export interface Labelled {
+  name: string;
+  image: Image;
+  label: Uint8Array;
+  instances?: Int32Array;
+}
+
+export interface HeadTrainingOptions {
+  classes: number;
+  crop: number;
+  /** Crops per step (all their pixels form one batch). */
+  batch: number;
+  lr: number;
+  /** Early stopping: train at least minEpochs, stop once the epoch loss has not improved for `patience` epochs. */
+  minEpochs: number;
+  maxEpochs: number;
+  patience: number;
+  seed: number;
+  features: Omit<FeatureOptions, "generator">;
+  device: Device;
+}
+
+export interface HeadReport {
+  epochs: number;
+  steps: number;
+  finalLoss: number;
+  seconds: number;
+}
+
+/** Crops [B, 3, S, S] in [-1, 1] and their labels [B·S·S] from a seeded stream of random crops. */
+export function sampleCrops(
+  data: readonly Labelled[],
+  rng: Rng,
+  batch: number,
+  crop: number,
+  device: Device,
+): { images: T; labels: Tensor<"int64", Device> } {
+  const plane = crop * crop;
+  const px = new Float32Array(batch * 3 * plane);
+  const lab = new BigInt64Array(batch * plane);
+  for (let b = 0; b < batch; b++) {
+    const { image, label, name } = data[rng.int(data.length)];
+    if (image.width < crop || image.height < crop) {
+      throw new RangeError(`${name}: image is ${image.width}×${image.height}, smaller than the ${crop}×${crop} crop`);
+    }
+    const x0 = rng.int(image.width - crop + 1), y0 = rng.int(image.height - crop + 1);
+    for (let y = 0; y < crop; y++) {
+      for (let x = 0; x < crop; x++) {
+        const src = (y0 + y) * image.width + x0 + x, dst = y * crop + x;
+        for (let c = 0; c < 3; c++) px[(b * 3 + c) * plane + dst] = image.data[src * 3 + c] / 127.5 - 1;
+        lab[b * plane + dst] = BigInt(label[src]);
+      }
+    }
+  }
+  return {
+    images: tensor(px, { shape: [batch, 3, crop, crop], device }),
+    labels: tensor(lab, { device }),
+  };
+}
+
+/** [B, D, H, W] -> [B·H·W, D]: one row per pixel. */
+function pixels(f: T): T {
+  return f.permute(0, 2, 3, 1).reshape(-1, f.size(1));
+}
+
+/** Trains one head; `head` selects its seed, so heads are independent and reproducible. */
+export function trainHead(
+  model: UNet,
+  data: readonly Labelled[],
+  o: HeadTrainingOptions,
+  head: number,
+  onEpoch?: (epoch: number, loss: number) => void,
+): { classifier: PixelClassifier; report: HeadReport } {
+  const t0 = performance.now();
+  const d = featureChannels(model, o.features);
+  const seed = o.seed * 1009 + head;
+  const rng = new Rng(seed);
+  using masks = new Generator(seed, o.device);
+  const classifier = new PixelClassifier(d, o.classes, { device: o.device });
+  using opt = new Adam(classifier.parameters(), { lr: o.lr });
+  const stepsPerEpoch = Math.max(1, Math.ceil(data.length / o.batch));
+  let best = Infinity, bestEpoch = 0, epoch = 0, steps = 0, loss = NaN;
+  model.eval();
+  classifier.train();
+  for (epoch = 1; epoch <= o.maxEpochs; epoch++) {
+    let sum = 0;
+    for (let s = 0; s < stepsPerEpoch; s++) {
+      sum += tidy(() => {
+        const { images, labels } = sampleCrops(data, rng, o.batch, o.crop, o.device);
+        const feats = decoderFeatures(model, images, { ...o.features, generator: masks });
+        opt.zeroGrad();
+        const l = crossEntropy(classifier.forward(pixels(feats)), labels, { ignoreIndex: 255 });
+        l.backward();
+        opt.step();
+        return l.item();
+      });
+      steps++;
+    }
+    loss = sum / stepsPerEpoch;
+    onEpoch?.(epoch, loss);
+    if (loss < best) [best, bestEpoch] = [loss, epoch];
+    if (epoch >= o.minEpochs && epoch - bestEpoch >= o.patience) break;
+  }
+  classifier.eval();
+  return {
+    classifier,
+    report: { epochs: Math.min(epoch, o.maxEpochs), steps, finalLoss: loss, seconds: (performance.now() - t0) / 1000 },
+  };
+}
+
+/**
+ * Per-head class maps of one image. The features of each window are computed once and shared by
+ * every head; with MDM the mask generator is reseeded per image, so results do not depend on the
+ * order in which images are evaluated.
+ */
+export function predictHeads(
+  model: UNet,
+  heads: readonly PixelClassifier[],
+  image: Image,
+  o: { features: Omit<FeatureOptions, "generator">; device: Device; seed: number; sliding: SlidingOptions },
+): Uint8Array[] {
+  return noGrad(() =>
+    tidy(() => {
+      const plane = image.width * image.height;
+      const px = new Float32Array(3 * plane);
+      for (let p = 0; p < plane; p++) for (let c = 0; c < 3; c++) px[c * plane + p] = image.data[p * 3 + c] / 127.5 - 1;
+      const x = tensor(px, { shape: [1, 3, image.height, image.width], device: o.device });
+      using masks = new Generator(o.seed, o.device);
+      const logits = slidingWindow(x, (win) => {
+        const f = decoderFeatures(model, win, { ...o.features, generator: masks });
+        const [, , h, w] = f.shape;
+        const rows = pixels(f);
+        return heads.map((hd) => hd.forward(rows).reshape(1, h, w, -1).permute(0, 3, 1, 2));
+      }, o.sliding);
+      return logits.map((l) => Uint8Array.from(l.argmax(1).reshape(-1).toArray() as BigInt64Array, Number));
+    })
+  );
+}

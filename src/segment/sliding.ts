@@ -1,0 +1,73 @@
+// Sliding-window inference with Gaussian blending of logits (REFERENCE §6): windows of `window`
+// pixels, `overlap` between neighbours, each window's logits weighted by a centred Gaussian
+// (sigma = 0.125·window), summed and normalised; images smaller than a window are padded.
+import { tensor, zeros } from "../create.ts";
+import type { Device } from "../device.ts";
+import type { FloatDType } from "../dtype.ts";
+import { pad } from "../functional.ts";
+import { keep, tidy } from "../scope.ts";
+import type { Tensor } from "../tensor.ts";
+
+type T = Tensor<FloatDType, Device>;
+
+export interface SlidingOptions {
+  window?: number;
+  overlap?: number;
+  /** Gaussian sigma as a fraction of the window. */
+  sigmaScale?: number;
+}
+
+/** Window origins along one axis: every `stride`, the last flush with the end. */
+export function windowStarts(size: number, window: number, stride: number): number[] {
+  if (size <= window) return [0];
+  const starts: number[] = [];
+  for (let s = 0; s + window < size; s += stride) starts.push(s);
+  starts.push(size - window);
+  return starts;
+}
+
+/** The blending weights: a centred Gaussian with its maximum at 1. */
+export function gaussianMap(window: number, sigmaScale = 0.125, device?: Device): T {
+  const sigma = sigmaScale * window, c = (window - 1) / 2;
+  const g = new Float32Array(window * window);
+  for (let y = 0; y < window; y++) {
+    for (let x = 0; x < window; x++) g[y * window + x] = Math.exp(-((y - c) ** 2 + (x - c) ** 2) / (2 * sigma * sigma));
+  }
+  return tensor(g, { shape: [1, 1, window, window], device });
+}
+
+/**
+ * Runs `predict` on every window of an image and blends the logits. `predict` receives windows
+ * [n, 3, w, w] and returns logits [n, K, w, w] (or several such, one per head).
+ */
+// image [1, 3, H, W] -> logits per head [1, K, H, W]
+export function slidingWindow(image: T, predict: (windows: T) => T[], o: SlidingOptions = {}): T[] {
+  const window = o.window ?? 256, overlap = o.overlap ?? 0.2;
+  if (!(overlap >= 0 && overlap < 1)) throw new RangeError(`slidingWindow: overlap must be in [0, 1), got ${overlap}`);
+  const [, , h, w] = image.shape;
+  return tidy(() => {
+    // Smaller than a window: reflect-pad up to it (reflection needs the pad below the size).
+    const ph = Math.max(0, window - h), pw = Math.max(0, window - w);
+    let padded = image;
+    if (ph || pw) padded = pad(image, [0, pw, 0, ph], pw < w && ph < h ? "reflect" : "replicate");
+    const H = h + ph, W = w + pw;
+    const stride = Math.max(1, Math.floor(window * (1 - overlap)));
+    const weight = gaussianMap(window, o.sigmaScale ?? 0.125, image.device);
+    let sums: T[] | null = null;
+    const norm = zeros([1, 1, H, W], { device: image.device });
+    for (const y of windowStarts(H, window, stride)) {
+      for (const x of windowStarts(W, window, stride)) {
+        tidy(() => {
+          const crop = padded.narrow(2, y, window).narrow(3, x, window);
+          const logits = predict(crop);
+          if (!sums) sums = logits.map((l) => keep(zeros([1, l.size(1), H, W], { device: image.device })));
+          logits.forEach((l, i) => sums![i].narrow(2, y, window).narrow(3, x, window).add_(l.float().mul(weight)));
+          norm.narrow(2, y, window).narrow(3, x, window).add_(weight);
+        });
+      }
+    }
+    const out = sums!.map((s) => s.div(norm).narrow(2, 0, h).narrow(3, 0, w).contiguous());
+    sums!.forEach((s) => s.dispose());
+    return out;
+  });
+}
