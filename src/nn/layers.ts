@@ -129,8 +129,12 @@ export class BatchNorm1d extends Module {
   readonly runningMean: T;
   readonly runningVar: T;
   readonly numBatchesTracked: Tensor<"int64">;
-  constructor(vb: VarBuilder, readonly features: number, readonly momentum = 0.1, readonly eps = 1e-5) {
+  /** Weight of a new batch in the running statistics; null averages all batches equally. */
+  momentum: number | null;
+
+  constructor(vb: VarBuilder, readonly features: number, momentum: number | null = 0.1, readonly eps = 1e-5) {
     super(vb);
+    this.momentum = momentum;
     const o = { dtype: vb.store.dtype, device: vb.store.device };
     this.weight = vb.param("weight", [features], constant(1));
     this.bias = vb.param("bias", [features], zerosInit);
@@ -138,15 +142,29 @@ export class BatchNorm1d extends Module {
     this.runningVar = vb.buffer("running_var", full([features], 1, o));
     this.numBatchesTracked = vb.buffer("num_batches_tracked", zeros([], { dtype: "int64", device: o.device }));
   }
+  /** Forgets the running statistics (mean 0, variance 1, no batches seen). */
+  resetRunningStats(): void {
+    noGrad(() => {
+      this.runningMean.zero_();
+      this.runningVar.fill_(1);
+      this.numBatchesTracked.zero_();
+    });
+  }
+
   forward(x: T): T {
-    if (this.training) noGrad(() => this.numBatchesTracked.add_(1));
+    // As nn.BatchNorm1d: with momentum null, batch n gets weight 1/n (a cumulative average).
+    let momentum = this.momentum ?? 0;
+    if (this.training) {
+      noGrad(() => this.numBatchesTracked.add_(1));
+      if (this.momentum === null) momentum = 1 / this.numBatchesTracked.item();
+    }
     return F.batchNorm(x, {
       weight: this.weight,
       bias: this.bias,
       runningMean: this.runningMean,
       runningVar: this.runningVar,
       training: this.training,
-      momentum: this.momentum,
+      momentum,
       eps: this.eps,
     });
   }

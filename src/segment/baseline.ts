@@ -44,9 +44,15 @@ function diceLoss(logits: T, labels: Tensor<"int64", Device>): T {
   });
 }
 
-export function trainBaseline(data: readonly Labelled[], o: BaselineOptions): { model: UNet; seconds: number; finalLoss: number } {
+export function trainBaseline(
+  data: readonly Labelled[],
+  o: BaselineOptions,
+): { model: UNet; seconds: number; finalLoss: number } {
   const t0 = performance.now();
-  const model = new UNet({ ...o.unet, imageSize: o.crop, outChannels: o.classes, learnSigma: false }, rootBuilder({ device: o.device }));
+  const model = new UNet(
+    { ...o.unet, imageSize: o.crop, outChannels: o.classes, learnSigma: false },
+    rootBuilder({ device: o.device }),
+  );
   using opt = new AdamW(model.parameters(), { lr: o.lr, weightDecay: 0 });
   const rng = new Rng(o.seed * 7919 + 17);
   let loss = NaN;

@@ -24,7 +24,11 @@ export class PixelClassifier extends Module {
     const [h1, h2] = classes >= 30 ? [256, 128] : [128, 32];
     const seq = vb.pp("layers");
     const o = { weightInit: normal(0.02), biasInit: zerosInit };
-    this.fc = [new Linear(seq.pp(0), inFeatures, h1, o), new Linear(seq.pp(3), h1, h2, o), new Linear(seq.pp(6), h2, classes, o)];
+    this.fc = [
+      new Linear(seq.pp(0), inFeatures, h1, o),
+      new Linear(seq.pp(3), h1, h2, o),
+      new Linear(seq.pp(6), h2, classes, o),
+    ];
     this.bn = [new BatchNorm1d(seq.pp(2), h1), new BatchNorm1d(seq.pp(5), h2)];
   }
 

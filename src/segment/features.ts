@@ -2,7 +2,7 @@
 // pre-training, run the UNet, take chosen decoder blocks, upsample them bilinearly to the input size
 // and concatenate along channels.
 import { noGrad } from "../autograd.ts";
-import { randn, full } from "../create.ts";
+import { full, randn } from "../create.ts";
 import type { Device } from "../device.ts";
 import type { FloatDType } from "../dtype.ts";
 import { cat, interpolate } from "../functional.ts";
@@ -45,7 +45,9 @@ export function featureChannels(model: UNet, opts: Pick<FeatureOptions, "blocks"
 // images [B, 3, H, W] in [-1, 1] -> [B, D, H, W] float32, D = featureChannels(model, opts)
 export function decoderFeatures(model: UNet, images: T, opts: FeatureOptions): T {
   const [b, , h, w] = images.shape;
-  const diffusion = opts.method === "ddpm" ? new Diffusion(opts.schedule ?? "linear", opts.diffusionSteps ?? 1000) : null;
+  const diffusion = opts.method === "ddpm"
+    ? new Diffusion(opts.schedule ?? "linear", opts.diffusionSteps ?? 1000)
+    : null;
   return noGrad(() =>
     tidy(() => {
       const parts: T[] = [];
@@ -53,7 +55,8 @@ export function decoderFeatures(model: UNet, images: T, opts: FeatureOptions): T
         const steps = full([b], t, { dtype: "int64", device: images.device });
         let input: T;
         if (diffusion) {
-          const noise = opts.noise ?? randn([1, ...images.shape.slice(1)], { device: images.device, generator: opts.generator });
+          const noise = opts.noise ??
+            randn([1, ...images.shape.slice(1)], { device: images.device, generator: opts.generator });
           input = diffusion.qSample(images, steps, noise.expand(b, -1, -1, -1));
         } else {
           input = maskPatches(images, steps, {
@@ -66,7 +69,11 @@ export function decoderFeatures(model: UNet, images: T, opts: FeatureOptions): T
         const { features } = model.forward(input, steps, { capture: opts.blocks, stopAfterCapture: true });
         for (const f of features) {
           const wide = f.float();
-          parts.push(wide.size(2) === h && wide.size(3) === w ? wide : interpolate(wide, { size: [h, w], mode: "bilinear", alignCorners: false }));
+          parts.push(
+            wide.size(2) === h && wide.size(3) === w
+              ? wide
+              : interpolate(wide, { size: [h, w], mode: "bilinear", alignCorners: false }),
+          );
         }
       }
       const all = parts.length === 1 ? parts[0] : cat(parts, 1);

@@ -85,6 +85,39 @@ function pixels(f: T): T {
   return f.permute(0, 2, 3, 1).reshape(-1, f.size(1));
 }
 
+/**
+ * Recomputes the heads' batch-norm statistics with the final weights: the exact average over a few
+ * batches of training crops. The medical protocol takes few, large steps (all of a crop's pixels
+ * at once), too few for momentum-0.1 running statistics to forget their initial variance of 1
+ * (after 60 steps 0.9⁶⁰ ≈ 0.002 of it remains, far above the variance of L2-normalised features),
+ * and evaluation would then see differently scaled activations than training did.
+ */
+function recalibrate(
+  model: UNet,
+  classifier: PixelClassifier,
+  data: readonly Labelled[],
+  o: HeadTrainingOptions,
+  rng: Rng,
+  masks: Generator,
+  batches: number,
+): void {
+  const saved = classifier.bn.map((b) => b.momentum);
+  classifier.bn.forEach((b) => {
+    b.resetRunningStats();
+    b.momentum = null;
+  });
+  classifier.train();
+  noGrad(() => {
+    for (let i = 0; i < Math.max(batches, 4); i++) {
+      tidy(() => {
+        const { images } = sampleCrops(data, rng, o.batch, o.crop, o.device);
+        classifier.forward(pixels(decoderFeatures(model, images, { ...o.features, generator: masks })));
+      });
+    }
+  });
+  classifier.bn.forEach((b, i) => b.momentum = saved[i]);
+}
+
 /** Trains one head; `head` selects its seed, so heads are independent and reproducible. */
 export function trainHead(
   model: UNet,
@@ -123,6 +156,7 @@ export function trainHead(
     if (loss < best) [best, bestEpoch] = [loss, epoch];
     if (epoch >= o.minEpochs && epoch - bestEpoch >= o.patience) break;
   }
+  recalibrate(model, classifier, data, o, rng, masks, stepsPerEpoch);
   classifier.eval();
   return {
     classifier,
