@@ -4,7 +4,7 @@
 import { tensor, zeros } from "../create.ts";
 import type { Device } from "../device.ts";
 import type { FloatDType } from "../dtype.ts";
-import { pad } from "../functional.ts";
+import { cat, pad } from "../functional.ts";
 import { keep, tidy } from "../scope.ts";
 import type { Tensor } from "../tensor.ts";
 
@@ -15,6 +15,8 @@ export interface SlidingOptions {
   overlap?: number;
   /** Gaussian sigma as a fraction of the window. */
   sigmaScale?: number;
+  /** Windows per `predict` call: one batched forward pass costs far less than as many single ones. */
+  batch?: number;
 }
 
 /** Window origins along one axis: every `stride`, the last flush with the end. */
@@ -55,16 +57,20 @@ export function slidingWindow(image: T, predict: (windows: T) => T[], o: Sliding
     const weight = gaussianMap(window, o.sigmaScale ?? 0.125, image.device);
     let sums: T[] | null = null;
     const norm = zeros([1, 1, H, W], { device: image.device });
-    for (const y of windowStarts(H, window, stride)) {
-      for (const x of windowStarts(W, window, stride)) {
-        tidy(() => {
-          const crop = padded.narrow(2, y, window).narrow(3, x, window);
-          const logits = predict(crop);
-          if (!sums) sums = logits.map((l) => keep(zeros([1, l.size(1), H, W], { device: image.device })));
-          logits.forEach((l, i) => sums![i].narrow(2, y, window).narrow(3, x, window).add_(l.float().mul(weight)));
+    const origins: [number, number][] = [];
+    for (const y of windowStarts(H, window, stride)) for (const x of windowStarts(W, window, stride)) origins.push([y, x]);
+    const per = Math.max(1, o.batch ?? 8);
+    for (let at = 0; at < origins.length; at += per) {
+      const group = origins.slice(at, at + per);
+      tidy(() => {
+        const crops = cat(group.map(([y, x]) => padded.narrow(2, y, window).narrow(3, x, window)), 0);
+        const logits = predict(crops);
+        if (!sums) sums = logits.map((l) => keep(zeros([1, l.size(1), H, W], { device: image.device })));
+        group.forEach(([y, x], j) => {
+          logits.forEach((l, i) => sums![i].narrow(2, y, window).narrow(3, x, window).add_(l.narrow(0, j, 1).float().mul(weight)));
           norm.narrow(2, y, window).narrow(3, x, window).add_(weight);
         });
-      }
+      });
     }
     const out = sums!.map((s) => s.div(norm).narrow(2, 0, h).narrow(3, 0, w).contiguous());
     sums!.forEach((s) => s.dispose());
