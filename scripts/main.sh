@@ -14,7 +14,6 @@ heads=(--heads 3 --batch 4 --min-epochs 10 --max-epochs 30 --patience 5)
 "$deno" run -A train.ts --out "$out/pretrain"
 "$deno" run -A segment.ts --checkpoint "$out/pretrain/model.safetensors" --labels 3 "${heads[@]}" --out "$out/segment"
 
-cat <<EOF
-
-Pre-training: $out/pretrain (pictures/, loss.svg, summary.json, model.safetensors)
-Segmentation: $out/segment/report.md, $out/segment/overlays/
+echo
+echo "Pre-training: $out/pretrain (pictures/, loss.svg, summary.json, model.safetensors)"
+echo "Segmentation: $out/segment/report.md and $out/segment/overlays/"
