@@ -4,11 +4,15 @@
 //
 //   deno run -A segment.ts [--help] [flags]
 import { getNumThreads, setNumThreads, torchVersion } from "./mod.ts";
-import { helpText, parseArgs, type Spec, UsageError } from "./src/cli/args.ts";
+import { helpText, parseArgs, type Parsed, type Spec, UsageError } from "./src/cli/args.ts";
+import { Generator, keep, randn } from "./mod.ts";
+import { collectPixels, type FacesOptions, predictFaces, trainFacesHead } from "./src/segment/faces.ts";
 import type { Image } from "./src/data/image.ts";
 import { writePng } from "./src/data/image.ts";
 import {
+  DDPM_SEG_CLASSES,
   type LabelledImage,
+  loadDdpmSegDataset,
   loadFolderPair,
   loadGlaS,
   loadMoNuSeg,
@@ -46,16 +50,44 @@ blended sliding windows, and writes report.md, report.json and overlays/ (image 
 MDM heads | supervised UNet) to --out. Without --dataset it uses the embedded synthetic nuclei set.`;
 
 const SPEC = {
-  checkpoint: { type: "string", help: "pre-trained weights (.safetensors or a torch.save .pt state dict)", default: "runs/pretrain/model.safetensors" },
+  checkpoint: {
+    type: "string",
+    help: "pre-trained weights (.safetensors or a torch.save .pt state dict)",
+    default: "runs/pretrain/model.safetensors",
+  },
   config: { type: "string", help: "the pre-training config.json (default: beside the checkpoint)" },
-  dataset: { type: "string", help: "labelled data", default: "synthetic", choices: ["synthetic", "monuseg", "glas", "folder"] },
-  data: { type: "string", help: "dataset folder (monuseg: the folder with train/ and test/; glas: the Warwick folder; folder: images/ + masks/)" },
+  dataset: {
+    type: "string",
+    help: "labelled data",
+    default: "synthetic",
+    choices: ["synthetic", "monuseg", "glas", "folder", "ddpm"],
+  },
+  protocol: {
+    type: "string",
+    help:
+      "medical: random crops, sliding windows, heads scored one by one; faces: ddpm-segmentation's in-memory pixels, batch 64, majority vote (default for --dataset ddpm)",
+    choices: ["medical", "faces"],
+  },
+  classes: {
+    type: "int",
+    help: "number of classes of a ddpm-segmentation dataset (default: from its name, ffhq_34 or celeba_19)",
+    min: 2,
+  },
+  data: {
+    type: "string",
+    help:
+      "dataset folder (monuseg: the folder with train/ and test/; glas: the Warwick folder; folder: images/ + masks/)",
+  },
   cache: { type: "string", help: "where the synthetic dataset is generated once", default: ".cache/synthetic" },
   labels: { type: "int", help: "train on the first N labelled images (sorted order)", default: 3, min: 1 },
   heads: { type: "int", help: "independently trained heads (results are mean ± std over them)", default: 10, min: 1 },
   blocks: { type: "ints", help: "decoder blocks to read (default: the middle ones, 8..12 of 18)", min: 0 },
   timesteps: { type: "ints", help: "feature timesteps (default: 50 for mdm, 50,150,250 for ddpm)", min: 0 },
-  l2Normalize: { type: "bool", help: "divide each crop's features by their L2 norm (the medical protocol)", default: true },
+  l2Normalize: {
+    type: "bool",
+    help: "divide each crop's features by their L2 norm (the medical protocol)",
+    default: true,
+  },
   crop: { type: "int", help: "training crop and sliding-window side (default: the model's image size)", min: 8 },
   batch: { type: "int", help: "crops per head training step", default: 16, min: 1 },
   lr: { type: "float", help: "Adam learning rate of the heads", default: 1e-3, min: 0 },
@@ -68,16 +100,33 @@ const SPEC = {
   baselineSteps: { type: "int", help: "the supervised UNet's steps (default: the heads' mean)", min: 1 },
   overlays: { type: "int", help: "test images drawn as image | truth | predictions", default: 4, min: 0 },
   seed: { type: "int", help: "seed of heads, crops and masks", default: 0, min: 0 },
-  threads: { type: "int", help: "libtorch intra-op threads", default: Math.max(1, navigator.hardwareConcurrency ?? 1), min: 1 },
+  threads: {
+    type: "int",
+    help: "libtorch intra-op threads",
+    default: Math.max(1, navigator.hardwareConcurrency ?? 1),
+    min: 1,
+  },
   device: { type: "string", help: "cpu, cuda or cuda:N", default: "cpu" },
   out: { type: "string", help: "output folder", default: "runs/segment" },
 } as const satisfies Spec;
 
 interface PretrainConfig {
-  options: { method: "mdm" | "ddpm"; unet: Partial<UNetConfig> & { imageSize: number }; patchSize: number; diffusionSteps: number; maskRatio: "release" | "paper"; schedule: "linear" | "cosine" };
+  options: {
+    method: "mdm" | "ddpm";
+    unet: Partial<UNetConfig> & { imageSize: number };
+    patchSize: number;
+    diffusionSteps: number;
+    maskRatio: "release" | "paper";
+    schedule: "linear" | "cosine";
+  };
 }
 
-async function loadDataset(kind: string, data: string | undefined, cache: string): Promise<SegDataset> {
+async function loadDataset(
+  kind: string,
+  data: string | undefined,
+  cache: string,
+  classes?: number,
+): Promise<SegDataset> {
   const need = () => {
     if (!data) throw new UsageError(`--dataset ${kind} needs --data <folder>`);
     return data;
@@ -89,6 +138,17 @@ async function loadDataset(kind: string, data: string | undefined, cache: string
       return await loadMoNuSeg(need());
     case "glas":
       return await loadGlaS(need());
+    case "ddpm": {
+      const root = need();
+      const name = root.replace(/\/+$/, "").split("/").pop()!;
+      const k = classes ?? DDPM_SEG_CLASSES[name];
+      if (!k) {
+        throw new UsageError(
+          `--dataset ddpm: give --classes for ${name} (known: ${Object.keys(DDPM_SEG_CLASSES).join(", ")})`,
+        );
+      }
+      return await loadDdpmSegDataset(root, { name, classes: k });
+    }
     default: {
       const root = need();
       const train = await loadFolderPair(`${root}/train`);
@@ -107,7 +167,9 @@ function defaultBlocks(n: number): number[] {
 function rgbOfLabels(label: Uint8Array, w: number, h: number): Image {
   const palette = [[0, 0, 0], [255, 255, 255], [230, 25, 75], [60, 180, 75], [0, 130, 200], [245, 130, 48]];
   const data = new Uint8Array(w * h * 3);
-  for (let p = 0; p < w * h; p++) data.set(label[p] === 255 ? [128, 128, 128] : palette[label[p] % palette.length], p * 3);
+  for (let p = 0; p < w * h; p++) {
+    data.set(label[p] === 255 ? [128, 128, 128] : palette[label[p] % palette.length], p * 3);
+  }
   return { width: w, height: h, channels: 3, data };
 }
 
@@ -128,6 +190,78 @@ function binaryScores(pred: Uint8Array, ex: LabelledImage): ImageScores {
 
 const pct = (x: number) => (100 * x).toFixed(2);
 
+/** ddpm-segmentation's protocol: 10 heads per seed, majority vote, mIoU mean ± std over seeds. */
+async function runFaces(
+  a: Parsed<typeof SPEC>,
+  model: UNet,
+  ds: SegDataset,
+  method: "mdm" | "ddpm",
+  pre: PretrainConfig,
+): Promise<number> {
+  const device = a.device as Device;
+  const train = await ds.train.first(a.labels).loadAll();
+  const size = train[0].image.width;
+  const blocks = a.blocks ??
+    (method === "ddpm" ? [5, 6, 7, 8, 12] : [5, 6, 7, 8, 9, 10, 11, 12]).filter((b) => b < model.numOutputBlocks);
+  // One noise image for every input, seeded once, as ddpm-segmentation draws it.
+  using noiseGen = new Generator(a.seed, device);
+  const noise = keep(randn([1, 3, size, size], { device, generator: noiseGen }));
+  const features: FeatureOptions = {
+    method,
+    blocks,
+    timesteps: a.timesteps ?? (method === "mdm" ? [50] : [50, 150, 250]),
+    noise,
+    patchSize: pre.options.patchSize,
+    diffusionSteps: pre.options.diffusionSteps,
+    maskRatio: pre.options.maskRatio,
+    schedule: pre.options.schedule,
+  };
+  const o: FacesOptions = {
+    classes: ds.classes,
+    batch: 64,
+    lr: a.lr,
+    maxEpochs: a.maxEpochs,
+    checkAfterEpoch: 3,
+    patience: 50,
+    minClassPixels: 20,
+    storage: "float16",
+    features,
+    device,
+  };
+  const t0 = performance.now();
+  const { x, y } = collectPixels(model, train, o);
+  console.error(`faces protocol: ${x.size(0)} labelled pixels × ${x.size(1)} features in memory`);
+  const seeds = Array.from({ length: Math.max(1, Math.min(a.heads, 10)) }, (_, i) => a.seed + i);
+  const mious: number[] = [];
+  const test = await ds.test.loadAll();
+  for (const seed of seeds) {
+    const heads = Array.from({ length: 10 }, (_, h) => trainFacesHead(x, y, o, seed * 100 + h).classifier);
+    const acc = new MeanIoU(ds.classes);
+    for (const ex of test) acc.update(predictFaces(model, heads, ex.image, o), ex.label);
+    mious.push(acc.mean());
+    heads.forEach((h) => h.parameters().forEach((p) => p.dispose()));
+  }
+  const m = meanStd(mious);
+  const report = {
+    dataset: ds.name,
+    protocol: "faces",
+    labelledImages: train.map((e) => e.name),
+    testImages: test.length,
+    features: { ...features, noise: undefined, channels: x.size(1) },
+    seeds,
+    mIoU: { ...m, perSeed: mious },
+    seconds: (performance.now() - t0) / 1000,
+  };
+  await Deno.mkdir(a.out, { recursive: true });
+  await Deno.writeTextFile(`${a.out}/report.json`, JSON.stringify(report, null, 2) + "\n");
+  const md =
+    `# Few-shot segmentation (faces protocol): ${ds.name}\n\nmIoU over ${seeds.length} seeds (10-head majority vote each): ` +
+    `${pct(m.mean)} ± ${Number.isFinite(m.std) ? pct(m.std) : "–"} %\n`;
+  await Deno.writeTextFile(`${a.out}/report.md`, md);
+  console.log(md);
+  return 0;
+}
+
 async function main(argv: string[]): Promise<number> {
   const a = parseArgs(SPEC, argv);
   if (a.help) {
@@ -147,11 +281,18 @@ async function main(argv: string[]): Promise<number> {
   const model = new UNet(pre.options.unet, rootBuilder({ device }));
   const load = loadModelWeights(model, a.checkpoint, { strict: false });
   if (load.loaded.length === 0) throw new Error(`${a.checkpoint}: no weights matched the model in ${configPath}`);
-  if (load.missing.length) console.error(`warning: ${load.missing.length} weights missing from ${a.checkpoint}, e.g. ${load.missing[0]}`);
+  if (load.missing.length) {
+    console.error(`warning: ${load.missing.length} weights missing from ${a.checkpoint}, e.g. ${load.missing[0]}`);
+  }
   model.eval();
 
-  const ds = await loadDataset(a.dataset, a.data, a.cache);
-  if (a.labels > ds.train.length) throw new UsageError(`--labels ${a.labels}: the training split has ${ds.train.length} images`);
+  const ds = await loadDataset(a.dataset, a.data, a.cache, a.classes);
+  if ((a.protocol ?? (a.dataset === "ddpm" ? "faces" : "medical")) === "faces") {
+    return await runFaces(a, model, ds, method, pre);
+  }
+  if (a.labels > ds.train.length) {
+    throw new UsageError(`--labels ${a.labels}: the training split has ${ds.train.length} images`);
+  }
   const train = await ds.train.first(a.labels).loadAll();
   const crop = a.crop ?? pre.options.unet.imageSize;
   const blocks = a.blocks ?? defaultBlocks(model.numOutputBlocks);
@@ -284,7 +425,16 @@ async function main(argv: string[]): Promise<number> {
     checkpoint: a.checkpoint,
     method,
     features: { ...features, channels: dims },
-    heads: { count: a.heads, training: headReports, crop, batch: a.batch, lr: a.lr, minEpochs: a.minEpochs, maxEpochs: headOpts.maxEpochs, patience: a.patience },
+    heads: {
+      count: a.heads,
+      training: headReports,
+      crop,
+      batch: a.batch,
+      lr: a.lr,
+      minEpochs: a.minEpochs,
+      maxEpochs: headOpts.maxEpochs,
+      patience: a.patience,
+    },
     supervised: baseline ? { steps: baseline.steps, seconds: baseline.seconds, loss: a.baselineLoss } : null,
     results,
     timings: { headTrainingSeconds: trainSeconds, testSeconds, peakResidentMiB: peakMiB },
@@ -297,12 +447,19 @@ async function main(argv: string[]): Promise<number> {
   const lines = [
     `# Few-shot segmentation: ${ds.name}`,
     "",
-    `${method.toUpperCase()} features from \`${a.checkpoint}\` (blocks ${blocks.join(", ")}, t = ${features.timesteps.join(", ")}, ${dims} channels); ` +
+    `${method.toUpperCase()} features from \`${a.checkpoint}\` (blocks ${blocks.join(", ")}, t = ${
+      features.timesteps.join(", ")
+    }, ${dims} channels); ` +
     `${a.heads} heads trained on the first ${train.length} labelled images; ${ds.test.length} test images, sliding window ${crop} with overlap ${a.overlap}.`,
     "",
   ];
   if (binary) {
-    const r = results as { mdmHeads: ReturnType<typeof summarize>; supervisedUNet: ReturnType<typeof summarize> | null; trivialAllBackground: { dice: number }; trivialAllForeground: { dice: number } };
+    const r = results as {
+      mdmHeads: ReturnType<typeof summarize>;
+      supervisedUNet: ReturnType<typeof summarize> | null;
+      trivialAllBackground: { dice: number };
+      trivialAllForeground: { dice: number };
+    };
     lines.push(
       "Scores in %, mean ± std over heads (the supervised UNet is one run). AJI (authors') is computed on binary masks, as the",
       "MDM authors did, and equals foreground IoU; AJI (challenge) is the MoNuSeg challenge's instance AJI, predicted instances",
@@ -312,20 +469,32 @@ async function main(argv: string[]): Promise<number> {
       "|---|---|---|---|---|---|",
     );
     const row = (name: string, s: ReturnType<typeof summarize>) =>
-      `| ${name} | ${fmt(s.dice)} | ${fmt(s.iouPerImage)} | ${fmt(s.glasIoUFromDice)} | ${fmt(s.ajiBinaryAuthors)} | ${fmt(s.ajiInstanceChallenge)} |`;
+      `| ${name} | ${fmt(s.dice)} | ${fmt(s.iouPerImage)} | ${fmt(s.glasIoUFromDice)} | ${fmt(s.ajiBinaryAuthors)} | ${
+        fmt(s.ajiInstanceChallenge)
+      } |`;
     lines.push(row(`${method.toUpperCase()} + pixel MLP (${a.heads} heads)`, r.mdmHeads));
-    if (r.supervisedUNet) lines.push(row(`supervised UNet from scratch (${baseline!.steps} steps, ${a.baselineLoss})`, r.supervisedUNet));
+    if (r.supervisedUNet) {
+      lines.push(row(`supervised UNet from scratch (${baseline!.steps} steps, ${a.baselineLoss})`, r.supervisedUNet));
+    }
     lines.push(`| all background (trivial) | ${pct(r.trivialAllBackground.dice)} | | | | |`);
     lines.push(`| all foreground (trivial) | ${pct(r.trivialAllForeground.dice)} | | | | |`);
   } else {
     const r = results as { mdmHeads: { mIoU: { mean: number; std: number } }; supervisedUNet: { mIoU: number } | null };
-    lines.push("| method | mIoU (%) |", "|---|---|", `| ${method.toUpperCase()} + pixel MLP | ${fmt(r.mdmHeads.mIoU)} |`);
+    lines.push(
+      "| method | mIoU (%) |",
+      "|---|---|",
+      `| ${method.toUpperCase()} + pixel MLP | ${fmt(r.mdmHeads.mIoU)} |`,
+    );
     if (r.supervisedUNet) lines.push(`| supervised UNet | ${pct(r.supervisedUNet.mIoU)} |`);
   }
   lines.push(
     "",
-    `Timings: heads ${trainSeconds.toFixed(1)} s (${(trainSeconds / a.heads).toFixed(1)} s each, epochs ${headReports.map((r) => r.epochs).join(", ")}), ` +
-      `test ${testSeconds.toFixed(1)} s; peak memory ${peakMiB.toFixed(0)} MiB; libtorch ${torchVersion()}, ${getNumThreads()} threads.`,
+    `Timings: heads ${trainSeconds.toFixed(1)} s (${(trainSeconds / a.heads).toFixed(1)} s each, epochs ${
+      headReports.map((r) => r.epochs).join(", ")
+    }), ` +
+      `test ${testSeconds.toFixed(1)} s; peak memory ${
+        peakMiB.toFixed(0)
+      } MiB; libtorch ${torchVersion()}, ${getNumThreads()} threads.`,
     "",
     `Overlays (image | ground truth | head 0${baseline ? " | supervised UNet" : ""}): \`${a.out}/overlays/\`.`,
   );

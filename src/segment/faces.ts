@@ -1,0 +1,132 @@
+// The faces protocol of ddpm-segmentation (REFERENCE §6): features of every training pixel held in
+// memory, heads trained on shuffled batches of 64 pixels with early stopping by iterations, and a
+// majority vote of the heads at test time (whole images, no windows).
+import { noGrad } from "../autograd.ts";
+import { randperm, tensor } from "../create.ts";
+import type { Image } from "../data/image.ts";
+import type { Device } from "../device.ts";
+import type { FloatDType } from "../dtype.ts";
+import { cat, crossEntropy, stack } from "../functional.ts";
+import { Adam } from "../optim.ts";
+import { Generator } from "../random.ts";
+import { keep, tidy } from "../scope.ts";
+import type { Tensor } from "../tensor.ts";
+import type { UNet } from "../models/unet/unet.ts";
+import { PixelClassifier } from "./classifier.ts";
+import { decoderFeatures, type FeatureOptions } from "./features.ts";
+import type { Labelled } from "./heads.ts";
+
+type T = Tensor<FloatDType, Device>;
+
+export interface FacesOptions {
+  classes: number;
+  /** Pixels per step (64). */
+  batch: number;
+  lr: number;
+  maxEpochs: number;
+  /** Early stopping starts after this epoch (3) ... */
+  checkAfterEpoch: number;
+  /** ... and stops once the step loss has not improved for this many steps (50). */
+  patience: number;
+  /** Classes with fewer pixels than this in an image are ignored there (20). */
+  minClassPixels: number;
+  /** Storage dtype of the in-memory pixel features: float16 halves the memory. */
+  storage: "float32" | "float16";
+  features: FeatureOptions;
+  device: Device;
+}
+
+function imageTensor(image: Image, device: Device): T {
+  const plane = image.width * image.height;
+  const px = new Float32Array(3 * plane);
+  for (let p = 0; p < plane; p++) for (let c = 0; c < 3; c++) px[c * plane + p] = image.data[p * 3 + c] / 127.5 - 1;
+  return tensor(px, { shape: [1, 3, image.height, image.width], device });
+}
+
+/** Labels with the classes too small in this image set to 255 (ignored), as ddpm-segmentation does. */
+export function dropSmallClasses(label: Uint8Array, classes: number, minPixels: number): Uint8Array {
+  const counts = new Int32Array(256);
+  for (const v of label) counts[v]++;
+  return label.map((v) => (v !== 255 && v < classes && counts[v] > 0 && counts[v] < minPixels ? 255 : v));
+}
+
+/** Every labelled pixel's features [N, D] (in the storage dtype) and class [N]. */
+export function collectPixels(
+  model: UNet,
+  data: readonly Labelled[],
+  o: FacesOptions,
+): { x: T; y: Tensor<"int64", Device> } {
+  return noGrad(() =>
+    tidy(() => {
+      const xs: T[] = [], ys: Tensor<"int64", Device>[] = [];
+      for (const ex of data) {
+        tidy(() => {
+          const f = decoderFeatures(model, imageTensor(ex.image, o.device), o.features); // [1, D, H, W]
+          const rows = f.permute(0, 2, 3, 1).reshape(-1, f.size(1));
+          const label = dropSmallClasses(ex.label, o.classes, o.minClassPixels);
+          const keepIdx = Int32Array.from(label.keys()).filter((p) => label[p] !== 255);
+          const idx = tensor(keepIdx, { device: o.device });
+          xs.push(keep(rows.indexSelect(0, idx).to(o.storage)));
+          ys.push(keep(tensor(BigInt64Array.from(keepIdx, (p) => BigInt(label[p])), { device: o.device })));
+        });
+      }
+      const x = cat(xs, 0), y = cat(ys, 0);
+      [...xs, ...ys].forEach((t) => t.dispose());
+      return { x, y };
+    })
+  );
+}
+
+/** Trains one head on the in-memory pixels; `seed` fixes its initialisation and batch order. */
+export function trainFacesHead(
+  x: T,
+  y: Tensor<"int64", Device>,
+  o: FacesOptions,
+  seed: number,
+): { classifier: PixelClassifier; epochs: number; steps: number } {
+  using g = new Generator(seed, o.device);
+  const classifier = new PixelClassifier(x.size(1), o.classes, { device: o.device });
+  using opt = new Adam(classifier.parameters(), { lr: o.lr });
+  const n = x.size(0), perEpoch = Math.floor(n / o.batch); // drop_last, as the reference's loader
+  if (perEpoch === 0) throw new RangeError(`faces protocol: ${n} labelled pixels, fewer than one batch of ${o.batch}`);
+  let best = Infinity, sinceBest = 0, steps = 0, epoch = 0, stop = false;
+  classifier.train();
+  for (epoch = 0; epoch < o.maxEpochs && !stop; epoch++) {
+    using order = randperm(n, { device: o.device, generator: g });
+    for (let b = 0; b < perEpoch && !stop; b++) {
+      const loss = tidy(() => {
+        const idx = order.narrow(0, b * o.batch, o.batch);
+        opt.zeroGrad();
+        const l = crossEntropy(classifier.forward(x.indexSelect(0, idx).float()), y.indexSelect(0, idx));
+        l.backward();
+        opt.step();
+        return l.item();
+      });
+      steps++;
+      if (epoch > o.checkAfterEpoch) {
+        if (loss < best) [best, sinceBest] = [loss, 0];
+        else if (++sinceBest > o.patience) stop = true;
+      }
+    }
+  }
+  classifier.eval();
+  return { classifier, epochs: epoch, steps };
+}
+
+/** The heads' majority vote for one image (ties go to the lower class, as torch.mode's). */
+export function predictFaces(
+  model: UNet,
+  heads: readonly PixelClassifier[],
+  image: Image,
+  o: FacesOptions,
+): Uint8Array {
+  return noGrad(() =>
+    tidy(() => {
+      const f = decoderFeatures(model, imageTensor(image, o.device), o.features);
+      const rows = f.permute(0, 2, 3, 1).reshape(-1, f.size(1));
+      const votes = stack(heads.map((h) => h.forward(rows).argmax(1)), 0); // [heads, P]
+      const counts = votes.oneHot(o.classes).sum(0); // [P, K]
+      return Uint8Array.from(counts.argmax(1).toArray() as BigInt64Array, Number);
+    })
+  );
+}
