@@ -36,7 +36,12 @@ async function loadImages(dir: string | null, cache: string): Promise<{ images: 
   let paths: string[];
   let source: string;
   if (dir) {
-    paths = await listImages(dir);
+    try {
+      paths = await listImages(dir);
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) throw new UsageError(`--data ${dir}: no such folder`);
+      throw e;
+    }
     if (paths.length === 0) throw new UsageError(`--data ${dir}: no .png/.jpg/.jpeg/.tif/.tiff images found`);
     source = dir;
   } else {
@@ -52,7 +57,15 @@ async function loadImages(dir: string | null, cache: string): Promise<{ images: 
 
 function readLog(path: string, upTo: number): LogEntry[] {
   try {
-    return Deno.readTextFileSync(path).split("\n").filter((l) => l.trim()).map((l) => JSON.parse(l) as LogEntry)
+    // A process killed mid-write can leave a torn last line: it belongs to a step being redone.
+    const parse = (l: string) => {
+      try {
+        return [JSON.parse(l) as LogEntry];
+      } catch {
+        return [];
+      }
+    };
+    return Deno.readTextFileSync(path).split("\n").filter((l) => l.trim()).flatMap(parse)
       .filter((e) => e.step <= upTo);
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) return [];
@@ -98,6 +111,13 @@ async function main(argv: string[]): Promise<number> {
 
   const { images, source } = await loadImages(args.data || null, args.cache);
   const crop = options.unet.imageSize;
+  const small = images.find(({ image }) => image.width < crop || image.height < crop);
+  if (small && !args.padSmall) {
+    throw new UsageError(
+      `${small.name}: image is ${small.image.width}x${small.image.height}, smaller than the --crop ${crop}; ` +
+        `pass --pad-small to pad small images`,
+    );
+  }
   const loader = new RandomCropLoader(images, {
     cropSize: crop,
     seed: options.seed,
@@ -109,6 +129,7 @@ async function main(argv: string[]): Promise<number> {
     cropSize: crop,
     seed: options.seed + 1,
     flip: false,
+    padSmall: args.padSmall,
     device: options.device,
   })
     .nextBatch(Math.min(4, images.length));

@@ -40,6 +40,16 @@ function fsyncDir(path: string): void {
   } catch { /* some file systems refuse to open folders: the rename is still atomic there */ }
 }
 
+/**
+ * Deletes a checkpoint folder without ever showing a half-deleted one: it is first renamed out of
+ * the `step-N` namespace (atomic), so a kill during the deletion leaves only a stray temporary.
+ */
+function removeCheckpoint(path: string): void {
+  const trash = `${path}.tmp-del-${crypto.randomUUID().slice(0, 8)}`;
+  Deno.renameSync(path, trash);
+  Deno.removeSync(trash, { recursive: true });
+}
+
 /** Writes a checkpoint of `trainer` under `root` and removes all but the newest `keep`. */
 export function saveCheckpoint(
   root: string,
@@ -73,15 +83,17 @@ export function saveCheckpoint(
     writeFileAtomic(`${tmp}/state.json`, (f) => writeAll(f, new TextEncoder().encode(JSON.stringify(state, null, 1))));
     fsyncDir(tmp);
     try {
-      Deno.removeSync(final, { recursive: true }); // a stale one from an earlier run at this step
-    } catch { /* none */ }
+      removeCheckpoint(final); // a stale one from an earlier run at this step
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    }
     Deno.renameSync(tmp, final);
     fsyncDir(root);
   } catch (e) {
     Deno.removeSync(tmp, { recursive: true });
     throw e;
   }
-  for (const old of listCheckpoints(root).slice(0, -keep)) Deno.removeSync(old.path, { recursive: true });
+  for (const old of listCheckpoints(root).slice(0, -keep)) removeCheckpoint(old.path);
   return final;
 }
 

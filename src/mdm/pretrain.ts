@@ -7,7 +7,7 @@ import type { Device } from "../device.ts";
 import type { FloatDType } from "../dtype.ts";
 import { l1Loss, mseLoss } from "../functional.ts";
 import { AdamW } from "../optim.ts";
-import { Generator } from "../random.ts";
+import { Generator, manualSeed } from "../random.ts";
 import { keep, tidy } from "../scope.ts";
 import type { Tensor } from "../tensor.ts";
 import { rootBuilder } from "../nn/module.ts";
@@ -84,6 +84,9 @@ export class Pretrainer {
     if (o.fixedT !== null && !(Number.isInteger(o.fixedT) && o.fixedT >= 0 && o.fixedT < o.diffusionSteps)) {
       throw new RangeError(`fixedT must be an integer in [0, ${o.diffusionSteps}), got ${o.fixedT}`);
     }
+    // The initial weights come from the global generator: seed it, so that `seed` decides them too
+    // (and the dropout stream that continues from it).
+    manualSeed(o.seed);
     this.model = new UNet(o.unet, rootBuilder({ device: o.device }));
     this.ema = noGrad(() => new Map(this.model.namedParameters().map(([k, p]) => [k, keep(p.clone())])));
     this.optimizer = new AdamW(this.model.parameters(), { lr: o.lr, weightDecay: o.weightDecay });

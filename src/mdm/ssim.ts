@@ -43,7 +43,8 @@ export function ssim<V extends Device>(
   const c1 = (0.01 * L) ** 2, c2 = (0.03 * L) ** 2;
   return tidy(() => {
     const g = gaussian(ws, sigma);
-    const kernel = Float32Array.from(g.flatMap((gi) => g.map((gj) => gi * gj)));
+    // In float64, cast to the input's dtype: a float32 window would cap float64 SSIM at ~1e-8.
+    const kernel = Float64Array.from(g.flatMap((gi) => g.map((gj) => gi * gj)));
     // One grouped convolution filters x, y, x², y² and xy together: five statistics per channel.
     const window = tensor(kernel, { shape: [1, 1, ws, ws], device: x.device }).to(x.dtype).expand(5 * c, 1, ws, ws);
     const stats = conv2d(cat([x, y, x.mul(x), y.mul(y), x.mul(y)], 1), window, null, { padding: pad, groups: 5 * c });
