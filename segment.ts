@@ -270,7 +270,13 @@ async function main(argv: string[]): Promise<number> {
   }
   setNumThreads(a.threads);
   const device = a.device as Device;
-  const configPath = a.config ?? `${a.checkpoint.replace(/\/[^/]*$/, "") || "."}/config.json`;
+  // Checked first: without weights the config beside them is missing too, which would hide the cause.
+  if (!(await Deno.stat(a.checkpoint).catch(() => null))?.isFile) {
+    throw new UsageError(`--checkpoint ${a.checkpoint}: not found, or not a file (pre-train with train.ts first)`);
+  }
+  // The folder of the checkpoint ("." for a bare file name).
+  const dir = a.checkpoint.includes("/") ? a.checkpoint.replace(/\/[^/]*$/, "") || "/" : ".";
+  const configPath = a.config ?? `${dir}/config.json`;
   let pre: PretrainConfig;
   try {
     pre = JSON.parse(await Deno.readTextFile(configPath));
@@ -296,10 +302,13 @@ async function main(argv: string[]): Promise<number> {
   const train = await ds.train.first(a.labels).loadAll();
   const crop = a.crop ?? pre.options.unet.imageSize;
   const blocks = a.blocks ?? defaultBlocks(model.numOutputBlocks);
+  // DDPM: one seeded noise crop shared by every input and timestep (REFERENCE §5); windows are crop-sized.
+  using noiseGen = new Generator(a.seed, device);
   const features: Omit<FeatureOptions, "generator"> = {
     method,
     blocks,
     timesteps: a.timesteps ?? (method === "mdm" ? [50] : [50, 150, 250]),
+    noise: method === "ddpm" ? keep(randn([1, 3, crop, crop], { device, generator: noiseGen })) : undefined,
     l2Normalize: a.l2Normalize,
     patchSize: pre.options.patchSize,
     diffusionSteps: pre.options.diffusionSteps,
@@ -424,7 +433,7 @@ async function main(argv: string[]): Promise<number> {
     testImages: ds.test.length,
     checkpoint: a.checkpoint,
     method,
-    features: { ...features, channels: dims },
+    features: { ...features, noise: undefined, channels: dims },
     heads: {
       count: a.heads,
       training: headReports,

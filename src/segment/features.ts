@@ -51,13 +51,15 @@ export function decoderFeatures(model: UNet, images: T, opts: FeatureOptions): T
   return noGrad(() =>
     tidy(() => {
       const parts: T[] = [];
+      // DDPM: one noise image for every timestep (and image), as ddpm-segmentation's q_sample calls share it.
+      const noise = diffusion
+        ? opts.noise ?? randn([1, ...images.shape.slice(1)], { device: images.device, generator: opts.generator })
+        : null;
       for (const t of opts.timesteps) {
         const steps = full([b], t, { dtype: "int64", device: images.device });
         let input: T;
-        if (diffusion) {
-          const noise = opts.noise ??
-            randn([1, ...images.shape.slice(1)], { device: images.device, generator: opts.generator });
-          input = diffusion.qSample(images, steps, noise.expand(b, -1, -1, -1));
+        if (noise) {
+          input = diffusion!.qSample(images, steps, noise.expand(b, -1, -1, -1));
         } else {
           input = maskPatches(images, steps, {
             patchSize: opts.patchSize,

@@ -184,9 +184,9 @@ export function predictHeads(
       using masks = new Generator(o.seed, o.device);
       const logits = slidingWindow(x, (win) => {
         const f = decoderFeatures(model, win, { ...o.features, generator: masks });
-        const [, , h, w] = f.shape;
+        const [n, , h, w] = f.shape;
         const rows = pixels(f);
-        return heads.map((hd) => hd.forward(rows).reshape(1, h, w, -1).permute(0, 3, 1, 2));
+        return heads.map((hd) => hd.forward(rows).reshape(n, h, w, -1).permute(0, 3, 1, 2));
       }, o.sliding);
       return logits.map((l) => Uint8Array.from(l.argmax(1).reshape(-1).toArray() as BigInt64Array, Number));
     })

@@ -58,7 +58,9 @@ export function slidingWindow(image: T, predict: (windows: T) => T[], o: Sliding
     let sums: T[] | null = null;
     const norm = zeros([1, 1, H, W], { device: image.device });
     const origins: [number, number][] = [];
-    for (const y of windowStarts(H, window, stride)) for (const x of windowStarts(W, window, stride)) origins.push([y, x]);
+    for (const y of windowStarts(H, window, stride)) {
+      for (const x of windowStarts(W, window, stride)) origins.push([y, x]);
+    }
     const per = Math.max(1, o.batch ?? 8);
     for (let at = 0; at < origins.length; at += per) {
       const group = origins.slice(at, at + per);
@@ -67,7 +69,9 @@ export function slidingWindow(image: T, predict: (windows: T) => T[], o: Sliding
         const logits = predict(crops);
         if (!sums) sums = logits.map((l) => keep(zeros([1, l.size(1), H, W], { device: image.device })));
         group.forEach(([y, x], j) => {
-          logits.forEach((l, i) => sums![i].narrow(2, y, window).narrow(3, x, window).add_(l.narrow(0, j, 1).float().mul(weight)));
+          logits.forEach((l, i) =>
+            sums![i].narrow(2, y, window).narrow(3, x, window).add_(l.narrow(0, j, 1).float().mul(weight))
+          );
           norm.narrow(2, y, window).narrow(3, x, window).add_(weight);
         });
       });

@@ -140,7 +140,9 @@ export class UNet extends Module {
   /** Channels of decoder block `i`'s output. */
   decoderChannels(i: number): number {
     const c = this.#outputChannels[i];
-    if (c === undefined) throw new RangeError(`decoder block ${i} does not exist (0..${this.#outputChannels.length - 1})`);
+    if (c === undefined) {
+      throw new RangeError(`decoder block ${i} does not exist (0..${this.#outputChannels.length - 1})`);
+    }
     return c;
   }
 
