@@ -8,6 +8,7 @@ import type { Device } from "../device.ts";
 import type { FloatDType } from "../dtype.ts";
 import { crossEntropy } from "../functional.ts";
 import { AdamW } from "../optim.ts";
+import { manualSeed } from "../random.ts";
 import { tidy } from "../scope.ts";
 import type { Tensor } from "../tensor.ts";
 import type { UNetConfig } from "../models/unet/config.ts";
@@ -49,6 +50,7 @@ export function trainBaseline(
   o: BaselineOptions,
 ): { model: UNet; seconds: number; finalLoss: number } {
   const t0 = performance.now();
+  manualSeed(o.seed * 7919 + 3); // reproducible initial weights
   const model = new UNet(
     { ...o.unet, imageSize: o.crop, outChannels: o.classes, learnSigma: false },
     rootBuilder({ device: o.device }),

@@ -8,7 +8,7 @@ import type { Device } from "../device.ts";
 import type { FloatDType } from "../dtype.ts";
 import { cat, crossEntropy, stack } from "../functional.ts";
 import { Adam } from "../optim.ts";
-import { Generator } from "../random.ts";
+import { Generator, manualSeed } from "../random.ts";
 import { keep, tidy } from "../scope.ts";
 import type { Tensor } from "../tensor.ts";
 import type { UNet } from "../models/unet/unet.ts";
@@ -85,6 +85,7 @@ export function trainFacesHead(
   seed: number,
 ): { classifier: PixelClassifier; epochs: number; steps: number } {
   using g = new Generator(seed, o.device);
+  manualSeed(seed); // reproducible initial weights
   const classifier = new PixelClassifier(x.size(1), o.classes, { device: o.device });
   using opt = new Adam(classifier.parameters(), { lr: o.lr });
   const n = x.size(0), perEpoch = Math.floor(n / o.batch); // drop_last, as the reference's loader

@@ -9,7 +9,7 @@ import type { Device } from "../device.ts";
 import type { FloatDType } from "../dtype.ts";
 import { crossEntropy } from "../functional.ts";
 import { Adam } from "../optim.ts";
-import { Generator } from "../random.ts";
+import { Generator, manualSeed } from "../random.ts";
 import { tidy } from "../scope.ts";
 import type { Tensor } from "../tensor.ts";
 import type { UNet } from "../models/unet/unet.ts";
@@ -131,6 +131,8 @@ export function trainHead(
   const seed = o.seed * 1009 + head;
   const rng = new Rng(seed);
   using masks = new Generator(seed, o.device);
+  // The initial weights come from the global generator: seed it, so that a head is reproducible.
+  manualSeed(seed);
   const classifier = new PixelClassifier(d, o.classes, { device: o.device });
   using opt = new Adam(classifier.parameters(), { lr: o.lr });
   const stepsPerEpoch = Math.max(1, Math.ceil(data.length / o.batch));

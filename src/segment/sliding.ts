@@ -15,7 +15,10 @@ export interface SlidingOptions {
   overlap?: number;
   /** Gaussian sigma as a fraction of the window. */
   sigmaScale?: number;
-  /** Windows per `predict` call: one batched forward pass costs far less than as many single ones. */
+  /**
+   * Windows per `predict` call (4). Small batches already amortise per-call work; larger ones gain
+   * no speed and hold every window's features at once (about 0.45 GB each at the paper's scale).
+   */
   batch?: number;
 }
 
@@ -61,7 +64,7 @@ export function slidingWindow(image: T, predict: (windows: T) => T[], o: Sliding
     for (const y of windowStarts(H, window, stride)) {
       for (const x of windowStarts(W, window, stride)) origins.push([y, x]);
     }
-    const per = Math.max(1, o.batch ?? 8);
+    const per = Math.max(1, o.batch ?? 4);
     for (let at = 0; at < origins.length; at += per) {
       const group = origins.slice(at, at + per);
       tidy(() => {
