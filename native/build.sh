@@ -35,7 +35,10 @@ for cuda in torch_cuda c10_cuda; do
   [ -e "$libdir/lib$cuda.so" ] && libs+=("-l$cuda")
 done
 
-flags=(-std=c++17 -O2 -fPIC -fvisibility=hidden -D_GLIBCXX_USE_CXX11_ABI=$abi -Wall -Wno-unused-variable "${includes[@]}")
+# -fopenmp (compiling only) makes ATen's header-inline at::parallel_for use OpenMP, as libtorch's own
+# kernels do. The link below names no OpenMP library: the GOMP calls bind at load time to the OpenMP
+# runtime libtorch_cpu depends on, so libtorch and the shim share one thread pool.
+flags=(-std=c++17 -O2 -fPIC -fvisibility=hidden -fopenmp -D_GLIBCXX_USE_CXX11_ABI=$abi -Wall -Wno-unused-variable "${includes[@]}")
 stamp=$( (cat "$root"/native/*.cpp "$root"/native/*.h; echo "${flags[*]} ${libs[*]} $libdir $version") | sha256sum | cut -c1-16)
 if [ -f "$lib" ] && [ "$(cat "$out/.stamp" 2>/dev/null)" = "$stamp" ]; then
   echo "native build: up to date (libtorch $version from $libdir)"

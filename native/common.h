@@ -64,6 +64,9 @@ at::Reduction::Reduction reduction(int32_t code);
 // Writes tensors to a caller-provided array of handles; fails when it holds fewer than needed.
 int32_t emit(const std::vector<at::Tensor>& ts, mdm_tensor* out, int32_t capacity);
 
+// at::bmm with the batch split over the intra-op threads on the CPU (bmm.cpp).
+at::Tensor bmm(const at::Tensor& a, const at::Tensor& b);
+
 }  // namespace mdm
 
 // Every entry point's body runs inside GUARD: an exception of any kind becomes a status and the

@@ -280,7 +280,7 @@ MDM_API mdm_tensor mdm_matmul(mdm_tensor a, mdm_tensor b, mdm_status* st) {
 }
 
 MDM_API mdm_tensor mdm_bmm(mdm_tensor a, mdm_tensor b, mdm_status* st) {
-  GUARD_TENSOR(st, at::bmm(mdm::ref(a), mdm::ref(b)))
+  GUARD_TENSOR(st, mdm::bmm(mdm::ref(a), mdm::ref(b)))
 }
 
 MDM_API mdm_tensor mdm_linear(mdm_tensor x, mdm_tensor w, mdm_tensor b, mdm_status* st) {

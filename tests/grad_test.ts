@@ -187,6 +187,22 @@ const cases: Record<string, GradCase> = {};
   };
 }
 {
+  // Large enough for bmm's batch to be split over the threads (native/bmm.cpp), with a transposed
+  // operand as the attention passes it.
+  const a = leaf(4, 24, 20), b = leaf(4, 24, 16), u = up(4, 20, 16);
+  cases["bmm split over threads: aᵀ·b"] = {
+    py: "y = torch.bmm(a.transpose(1, 2), b); y.backward(u); result = [y, a.grad, b.grad]",
+    inputs: { a, b, u },
+    grad: ["a", "b"],
+    ours: () => {
+      const y = a.transpose(1, 2).bmm(b);
+      y.backward(u);
+      return [y, ...grads(a, b)];
+    },
+    tol: REDUCED,
+  };
+}
+{
   // QKVAttentionLegacy: scaled q·k, softmax in float32, weights · v.
   const qkv = leaf(2, 3 * 8, 6), u = up(2, 8, 6);
   const scale = 1 / Math.sqrt(Math.sqrt(8));

@@ -2,7 +2,6 @@
 // spatial positions with the softmax in float32, a zero-initialised 1×1 projection, residual add.
 import type { Device } from "../../device.ts";
 import type { FloatDType } from "../../dtype.ts";
-import { einsum } from "../../functional.ts";
 import { tidy } from "../../scope.ts";
 import type { Tensor } from "../../tensor.ts";
 import type { VarBuilder } from "../../nn/builder.ts";
@@ -62,9 +61,12 @@ export class AttentionBlock extends Module {
       }
       // Scaling q and k by ch^-1/4 each (not the product by ch^-1/2) is what keeps float16 in range.
       const scale = 1 / Math.sqrt(Math.sqrt(ch));
-      const weight = einsum("nct,ncs->nts", q.mul(scale), k.mul(scale)); // [N·heads, L, L]
+      // guided-diffusion's einsum("bct,bcs->bts", q, k) and einsum("bts,bcs->bct", w, v), as the
+      // bmm calls einsum makes (same operands and layouts: bit-identical), through mdm's bmm, which
+      // spreads the batch over the threads where libtorch's CPU bmm runs it serially.
+      const weight = q.mul(scale).transpose(1, 2).bmm(k.mul(scale)); // [N·heads, L, L]
       const attn = weight.softmax(-1, "float32").to(weight.dtype);
-      const a = einsum("nts,ncs->nct", attn, v).reshape(b, c, length); // [N, C, L]
+      const a = attn.bmm(v.transpose(1, 2)).transpose(1, 2).reshape(b, c, length); // [N, C, L]
       const out = flat.add(this.projOut.forward(a)).reshape(b, c, ...spatial);
       // Flattening made the activations row-major; keep the surrounding convolutions' layout.
       return x.isMemoryFormat("channelsLast") && !x.isMemoryFormat("contiguous")

@@ -1,0 +1,154 @@
+// MDM pre-training throughput: mdm's whole step (random crops and flips from decoded in-memory
+// images, patch masking, UNet forward, SSIM loss, backward, AdamW, EMA) against PyTorch doing the
+// same work on the same libtorch and threads (bench/pretrain_torch.py), batched and in the
+// authors' per-sample style. All three train on the synthetic dataset's PNGs.
+//
+//   deno run -A bench/pretrain.ts [--threads N] [--only small|medium] [--rounds R] [--cache DIR]
+//
+// Each round runs every side once in its own process (warm-up, then best of `repeats` timed runs
+// of `steps` steps); sides alternate within a round so that a noisy neighbour hits all of them,
+// and each figure is the best over the rounds.
+import { setNumThreads, tidy } from "../mod.ts";
+import { RandomCropLoader } from "../src/data/folder.ts";
+import { readImage } from "../src/data/image.ts";
+import { ensureSyntheticDataset } from "../src/data/synthetic.ts";
+import { PRETRAIN_DEFAULTS, Pretrainer } from "../src/mdm/pretrain.ts";
+import { pythonJson, report } from "./util.ts";
+
+const arg = (name: string) => {
+  const i = Deno.args.indexOf(`--${name}`);
+  return i >= 0 ? Deno.args[i + 1] : undefined;
+};
+const threads = Number(arg("threads") ?? 2);
+const rounds = Number(arg("rounds") ?? 2);
+const cache = arg("cache") ?? ".cache/synthetic";
+const EMA_RATE = 0.9999;
+
+// UNet settings beyond these are mdm's defaults (numHeads 4, scale-shift norm on, no
+// resblockUpdown, conv resampling), which are also unet_ref.py's defaults.
+const CONFIGS = {
+  small: {
+    batch: 8,
+    steps: 8,
+    repeats: 3,
+    warmup: 2,
+    unet: { imageSize: 32, modelChannels: 32, channelMult: [1, 2], attentionResolutions: [16], numResBlocks: 2 },
+  },
+  medium: {
+    batch: 8,
+    steps: 3,
+    repeats: 3,
+    warmup: 2,
+    unet: { imageSize: 64, modelChannels: 64, channelMult: [1, 2, 2, 4], attentionResolutions: [16], numResBlocks: 2 },
+  },
+};
+type Name = keyof typeof CONFIGS;
+
+async function imagePaths(): Promise<string[]> {
+  const set = await ensureSyntheticDataset(cache, {});
+  return [...set.train.images, ...set.test.images]; // what train.ts pre-trains on
+}
+
+async function mdmSide(name: Name): Promise<{ step_ms: number; loss: number }> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      new URL(import.meta.url).pathname,
+      "--child",
+      name,
+      "--threads",
+      String(threads),
+      "--cache",
+      cache,
+    ],
+    stderr: "inherit",
+  }).output();
+  if (!out.success) throw new Error(`mdm side of ${name} failed`);
+  return JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").pop()!);
+}
+
+async function child(name: Name) {
+  const c = CONFIGS[name];
+  setNumThreads(threads);
+  const images = [];
+  for (const p of await imagePaths()) images.push({ name: p, image: await readImage(p) });
+  const loader = new RandomCropLoader(images, { cropSize: c.unet.imageSize, seed: 0 });
+  const trainer = new Pretrainer({
+    ...PRETRAIN_DEFAULTS,
+    unet: c.unet,
+    batch: c.batch,
+    microBatch: c.batch,
+    emaRate: EMA_RATE,
+  });
+  let loss = NaN;
+  const step = () => {
+    loss = tidy(() => trainer.trainStep(loader.nextBatch(c.batch))).loss;
+  };
+  for (let i = 0; i < c.warmup; i++) step();
+  let best = Infinity;
+  for (let r = 0; r < c.repeats; r++) {
+    const t0 = performance.now();
+    for (let i = 0; i < c.steps; i++) step();
+    best = Math.min(best, (performance.now() - t0) / c.steps);
+  }
+  console.log(JSON.stringify({ step_ms: best, loss }));
+}
+
+if (Deno.args.includes("--child")) {
+  await child(arg("child") as Name);
+} else {
+  const names = (arg("only") ? [arg("only")] : Object.keys(CONFIGS)) as Name[];
+  const paths = await imagePaths();
+  const script = new URL("./pretrain_torch.py", import.meta.url).pathname;
+  for (const name of names) {
+    const c = CONFIGS[name];
+    const py = (style: "batched" | "loop") =>
+      pythonJson(script, [
+        JSON.stringify({
+          style,
+          threads,
+          batch: c.batch,
+          steps: c.steps,
+          repeats: c.repeats,
+          warmup: c.warmup,
+          paths,
+          ema_rate: EMA_RATE,
+          image_size: c.unet.imageSize,
+          model_channels: c.unet.modelChannels,
+          channel_mult: c.unet.channelMult,
+          attention_resolutions: c.unet.attentionResolutions,
+          num_res_blocks: c.unet.numResBlocks,
+        }),
+      ]);
+    const best = { mdm: Infinity, batched: Infinity, loop: Infinity };
+    for (let r = 0; r < rounds; r++) {
+      const m = await mdmSide(name), b = await py("batched"), l = await py("loop");
+      console.error(
+        `${name} round ${r + 1}: ms per step mdm ${m.step_ms.toFixed(1)}, batched ${b.step_ms.toFixed(1)}, ` +
+          `loop ${l.step_ms.toFixed(1)} (last losses ${m.loss.toFixed(4)}, ${b.loss.toFixed(4)}, ${l.loss.toFixed(4)})`,
+      );
+      best.mdm = Math.min(best.mdm, m.step_ms);
+      best.batched = Math.min(best.batched, b.step_ms);
+      best.loop = Math.min(best.loop, l.step_ms);
+    }
+    const title = `MDM pre-training step, ${name} (crop ${c.unet.imageSize}, batch ${c.batch}, threads=${threads})`;
+    report(`${title}: time, ratio = mdm / PyTorch (below 1: mdm is faster)`, [
+      ["ms per step vs batched PyTorch", best.mdm, best.batched],
+      ["ms per step vs per-sample-loop PyTorch", best.mdm, best.loop],
+    ]);
+    // Throughput, the issue's measure: higher is better, speedup = mdm / PyTorch.
+    const ips = (ms: number) => (c.batch * 1000) / ms;
+    console.log(`\n${title}: throughput, speedup = mdm / PyTorch (above 1: mdm is faster)`);
+    console.log(`${"".padEnd(28)}  ${"images/s".padStart(10)}  ${"speedup".padStart(8)}`);
+    const rows: [string, number][] = [
+      ["mdm", best.mdm],
+      ["PyTorch, batched", best.batched],
+      ["PyTorch, per-sample loop", best.loop],
+    ];
+    for (const [label, ms] of rows) {
+      const speedup = label === "mdm" ? "" : (ips(best.mdm) / ips(ms)).toFixed(3);
+      console.log(`${label.padEnd(28)}  ${ips(ms).toFixed(2).padStart(10)}  ${speedup.padStart(8)}`);
+    }
+  }
+}
