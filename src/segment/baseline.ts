@@ -2,7 +2,7 @@
 // crops alone (fixed t = 0, K output channels), with cross-entropy (optionally + Dice) and the
 // budget the heads had, evaluated with the same sliding window.
 import { noGrad } from "../autograd.ts";
-import { full, tensor } from "../create.ts";
+import { full } from "../create.ts";
 import { Rng } from "../data/rng.ts";
 import type { Device } from "../device.ts";
 import type { FloatDType } from "../dtype.ts";
@@ -14,7 +14,7 @@ import type { Tensor } from "../tensor.ts";
 import type { UNetConfig } from "../models/unet/config.ts";
 import { UNet } from "../models/unet/unet.ts";
 import { rootBuilder } from "../nn/module.ts";
-import { type Labelled, sampleCrops } from "./heads.ts";
+import { imageTensor, type Labelled, sampleCrops } from "./heads.ts";
 import { type SlidingOptions, slidingWindow } from "./sliding.ts";
 import type { Image } from "../data/image.ts";
 
@@ -79,10 +79,7 @@ export function trainBaseline(
 export function predictBaseline(model: UNet, image: Image, o: { device: Device; sliding: SlidingOptions }): Uint8Array {
   return noGrad(() =>
     tidy(() => {
-      const plane = image.width * image.height;
-      const px = new Float32Array(3 * plane);
-      for (let p = 0; p < plane; p++) for (let c = 0; c < 3; c++) px[c * plane + p] = image.data[p * 3 + c] / 127.5 - 1;
-      const x = tensor(px, { shape: [1, 3, image.height, image.width], device: o.device });
+      const x = imageTensor(image, o.device);
       const [logits] = slidingWindow(x, (win) => {
         const t = full([win.size(0)], 0, { dtype: "int64", device: o.device });
         return [model.forward(win, t).output!];

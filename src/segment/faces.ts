@@ -14,7 +14,7 @@ import type { Tensor } from "../tensor.ts";
 import type { UNet } from "../models/unet/unet.ts";
 import { PixelClassifier } from "./classifier.ts";
 import { decoderFeatures, type FeatureOptions } from "./features.ts";
-import type { Labelled } from "./heads.ts";
+import { imageTensor, type Labelled } from "./heads.ts";
 
 type T = Tensor<FloatDType, Device>;
 
@@ -34,13 +34,6 @@ export interface FacesOptions {
   storage: "float32" | "float16";
   features: FeatureOptions;
   device: Device;
-}
-
-function imageTensor(image: Image, device: Device): T {
-  const plane = image.width * image.height;
-  const px = new Float32Array(3 * plane);
-  for (let p = 0; p < plane; p++) for (let c = 0; c < 3; c++) px[c * plane + p] = image.data[p * 3 + c] / 127.5 - 1;
-  return tensor(px, { shape: [1, 3, image.height, image.width], device });
 }
 
 /** Labels with the classes too small in this image set to 255 (ignored), as ddpm-segmentation does. */

@@ -80,6 +80,14 @@ export function sampleCrops(
   };
 }
 
+/** An RGB image as a [1, 3, H, W] tensor in [-1, 1], as the UNet was trained on. */
+export function imageTensor(image: Image, device: Device): T {
+  const plane = image.width * image.height;
+  const px = new Float32Array(3 * plane);
+  for (let p = 0; p < plane; p++) for (let c = 0; c < 3; c++) px[c * plane + p] = image.data[p * 3 + c] / 127.5 - 1;
+  return tensor(px, { shape: [1, 3, image.height, image.width], device });
+}
+
 /** [B, D, H, W] -> [B·H·W, D]: one row per pixel. */
 function pixels(f: T): T {
   return f.permute(0, 2, 3, 1).reshape(-1, f.size(1));
@@ -179,10 +187,7 @@ export function predictHeads(
 ): Uint8Array[] {
   return noGrad(() =>
     tidy(() => {
-      const plane = image.width * image.height;
-      const px = new Float32Array(3 * plane);
-      for (let p = 0; p < plane; p++) for (let c = 0; c < 3; c++) px[c * plane + p] = image.data[p * 3 + c] / 127.5 - 1;
-      const x = tensor(px, { shape: [1, 3, image.height, image.width], device: o.device });
+      const x = imageTensor(image, o.device);
       using masks = new Generator(o.seed, o.device);
       const logits = slidingWindow(x, (win) => {
         const f = decoderFeatures(model, win, { ...o.features, generator: masks });
