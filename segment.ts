@@ -4,7 +4,16 @@
 //
 //   deno run -A segment.ts [--help] [flags]
 import { getNumThreads, setNumThreads, torchVersion } from "./mod.ts";
-import { helpText, parseArgs, type Parsed, type Spec, UsageError } from "./src/cli/args.ts";
+import {
+  COMMON_FLAGS,
+  deviceArg,
+  helpText,
+  parseArgs,
+  type Parsed,
+  runCli,
+  type Spec,
+  UsageError,
+} from "./src/cli/args.ts";
 import { Generator, keep, randn } from "./mod.ts";
 import { collectPixels, type FacesOptions, predictFaces, trainFacesHead } from "./src/segment/faces.ts";
 import type { Image } from "./src/data/image.ts";
@@ -19,7 +28,6 @@ import {
   loadSynthetic,
   type SegDataset,
 } from "./src/data/segsets.ts";
-import type { Device } from "./src/device.ts";
 import { loadModelWeights } from "./src/io/checkpoint.ts";
 import type { UNetConfig } from "./src/models/unet/config.ts";
 import { UNet } from "./src/models/unet/unet.ts";
@@ -100,13 +108,7 @@ const SPEC = {
   baselineSteps: { type: "int", help: "the supervised UNet's steps (default: the heads' mean)", min: 1 },
   overlays: { type: "int", help: "test images drawn as image | truth | predictions", default: 4, min: 0 },
   seed: { type: "int", help: "seed of heads, crops and masks", default: 0, min: 0 },
-  threads: {
-    type: "int",
-    help: "libtorch intra-op threads",
-    default: Math.max(1, navigator.hardwareConcurrency ?? 1),
-    min: 1,
-  },
-  device: { type: "string", help: "cpu, cuda or cuda:N", default: "cpu" },
+  ...COMMON_FLAGS,
   out: { type: "string", help: "output folder", default: "runs/segment" },
 } as const satisfies Spec;
 
@@ -198,7 +200,7 @@ async function runFaces(
   method: "mdm" | "ddpm",
   pre: PretrainConfig,
 ): Promise<number> {
-  const device = a.device as Device;
+  const device = deviceArg(a.device);
   const train = await ds.train.first(a.labels).loadAll();
   const size = train[0].image.width;
   const blocks = a.blocks ??
@@ -269,7 +271,7 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   setNumThreads(a.threads);
-  const device = a.device as Device;
+  const device = deviceArg(a.device);
   // Checked first: without weights the config beside them is missing too, which would hide the cause.
   if (!(await Deno.stat(a.checkpoint).catch(() => null))?.isFile) {
     throw new UsageError(`--checkpoint ${a.checkpoint}: not found, or not a file (pre-train with train.ts first)`);
@@ -512,14 +514,4 @@ async function main(argv: string[]): Promise<number> {
   return 0;
 }
 
-if (import.meta.main) {
-  try {
-    Deno.exit(await main(Deno.args));
-  } catch (e) {
-    if (e instanceof UsageError) {
-      console.error(`segment.ts: ${e.message}`);
-      Deno.exit(2);
-    }
-    throw e;
-  }
-}
+if (import.meta.main) await runCli("segment.ts", main);

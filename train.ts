@@ -4,7 +4,7 @@
 //
 //   deno run -A train.ts [--help] [flags]
 import { getNumThreads, setNumThreads, tidy, torchVersion } from "./mod.ts";
-import { helpText, parseArgs, UsageError } from "./src/cli/args.ts";
+import { helpText, parseArgs, runCli, UsageError } from "./src/cli/args.ts";
 import { intervals, PRETRAIN_SPEC, pretrainOptionsFrom } from "./src/cli/pretrain_flags.ts";
 import { listImages, type NamedImage, RandomCropLoader } from "./src/data/folder.ts";
 import { readImage, writePng } from "./src/data/image.ts";
@@ -240,14 +240,4 @@ async function main(argv: string[]): Promise<number> {
   return 0;
 }
 
-if (import.meta.main) {
-  try {
-    Deno.exit(await main(Deno.args));
-  } catch (e) {
-    if (e instanceof UsageError) {
-      console.error(`train.ts: ${e.message}`);
-      Deno.exit(2);
-    }
-    throw e;
-  }
-}
+if (import.meta.main) await runCli("train.ts", main);

@@ -1,5 +1,6 @@
 // A small declarative command-line parser: typed flags, defaults, generated --help, and errors
 // that say what is allowed.
+import { type Device, deviceCode } from "../device.ts";
 
 export type FlagType = "int" | "float" | "string" | "bool" | "ints";
 
@@ -18,6 +19,40 @@ export type Spec = Record<string, Flag>;
 
 export class UsageError extends Error {
   override name = "UsageError";
+}
+
+/** The flags every program shares. */
+export const COMMON_FLAGS = {
+  threads: {
+    type: "int",
+    help: "libtorch intra-op threads",
+    default: Math.max(1, navigator.hardwareConcurrency ?? 1),
+    min: 1,
+  },
+  device: { type: "string", help: "cpu, cuda or cuda:N", default: "cpu" },
+} as const satisfies Spec;
+
+/** Validates a --device value. */
+export function deviceArg(value: string): Device {
+  try {
+    deviceCode(value as Device);
+  } catch {
+    throw new UsageError(`--device must be cpu, cuda or cuda:N; got ${JSON.stringify(value)}`);
+  }
+  return value as Device;
+}
+
+/** Runs a program's main: usage errors print one line and exit 2, anything else propagates. */
+export async function runCli(program: string, main: (argv: string[]) => Promise<number>): Promise<never> {
+  try {
+    Deno.exit(await main(Deno.args));
+  } catch (e) {
+    if (e instanceof UsageError) {
+      console.error(`${program}: ${e.message}`);
+      Deno.exit(2);
+    }
+    throw e;
+  }
 }
 
 type ValueOf<F extends Flag> = F["type"] extends "int" | "float" ? number

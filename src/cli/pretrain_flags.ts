@@ -1,9 +1,7 @@
 // train.ts's flags, its presets, and their translation into PretrainOptions.
-import type { Device } from "../device.ts";
-import { deviceCode } from "../device.ts";
 import { FFHQ_256, MEDICAL_256, type UNetConfig } from "../models/unet/config.ts";
 import { PRETRAIN_DEFAULTS, type PretrainOptions } from "../mdm/pretrain.ts";
-import { type Parsed, type Spec, UsageError } from "./args.ts";
+import { COMMON_FLAGS, deviceArg, type Parsed, type Spec, UsageError } from "./args.ts";
 
 interface Preset {
   unet: Partial<UNetConfig> & { imageSize: number };
@@ -79,13 +77,7 @@ export const PRETRAIN_SPEC = {
     default: 0,
     min: 0,
   },
-  threads: {
-    type: "int",
-    help: "libtorch intra-op threads",
-    default: Math.max(1, navigator.hardwareConcurrency ?? 1),
-    min: 1,
-  },
-  device: { type: "string", help: "cpu, cuda or cuda:N", default: "cpu" },
+  ...COMMON_FLAGS,
   out: { type: "string", help: "output folder", default: "runs/pretrain" },
   checkpointEvery: { type: "int", help: "save a checkpoint every N steps (0: only at the end)", min: 0 },
   keepCheckpoints: { type: "int", help: "checkpoints kept (the newest)", default: 3, min: 1 },
@@ -123,12 +115,7 @@ export type PretrainArgs = Parsed<typeof PRETRAIN_SPEC>;
 /** Merges the preset with the flags given, and validates what the flags alone cannot. */
 export function pretrainOptionsFrom(a: PretrainArgs): PretrainOptions {
   const p = PRESETS[a.preset];
-  const device = a.device as Device;
-  try {
-    deviceCode(device);
-  } catch {
-    throw new UsageError(`--device must be cpu, cuda or cuda:N; got ${JSON.stringify(a.device)}`);
-  }
+  const device = deviceArg(a.device);
   const unet: Partial<UNetConfig> & { imageSize: number } = { ...p.unet, imageSize: a.crop ?? p.unet.imageSize };
   const keys = [
     "modelChannels",
