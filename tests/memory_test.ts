@@ -2,6 +2,7 @@
 // not leak, and the garbage-collection backstop.
 import assert from "node:assert/strict";
 import { AdamW, F, keep, liveTensors, manualSeed, noGrad, randn, type Tensor, tensor, tidy, zeros } from "../mod.ts";
+import { UNet } from "../src/models/unet/unet.ts";
 
 function values(t: Tensor): number[] {
   return Array.from(t.toArray() as ArrayLike<number>);
@@ -215,6 +216,17 @@ function anonResidentMiB(): number {
   }
   return Deno.memoryUsage().rss / 2 ** 20;
 }
+
+Deno.test("building a model leaves only its parameters and buffers alive", () => {
+  // The initialisers' temporaries (rand, its scaled copy) must be freed at once: left to the GC,
+  // they held twice the parameters' memory through a whole training run.
+  const start = liveTensors();
+  const model = new UNet({ imageSize: 16, modelChannels: 32, channelMult: [1, 2], attentionResolutions: [8] });
+  const owned = model.stateDict();
+  assert.equal(liveTensors() - start, owned.size);
+  for (const t of owned.values()) t.dispose();
+  assert.equal(liveTensors(), start);
+});
 
 Deno.test("1,000 training steps in tidy leak neither handles nor memory", () => {
   const start = liveTensors();

@@ -2,7 +2,7 @@
 // the module that made it, so state dicts match PyTorch's (guided-diffusion's) keys exactly.
 import type { Device } from "../device.ts";
 import type { DType, FloatDType } from "../dtype.ts";
-import { keep } from "../scope.ts";
+import { keep, tidy } from "../scope.ts";
 import type { Tensor } from "../tensor.ts";
 import { noGrad } from "../autograd.ts";
 
@@ -38,7 +38,10 @@ export class VarBuilder {
     const key = this.key(name);
     if (this.store.params.has(key) || this.store.buffers.has(key)) throw new Error(`parameter ${key} defined twice`);
     const { dtype, device } = this.store;
-    const t = noGrad(() => init(shape, { dtype, device })) as Tensor<FloatDType>;
+    // The initialisers' temporaries (rand, then its scaled copy) would otherwise wait for the GC,
+    // which does not see their size: for a UNet that is twice the parameters' memory, held for
+    // the whole training run.
+    const t = tidy(() => noGrad(() => init(shape, { dtype, device }))) as Tensor<FloatDType>;
     keep(t).requiresGrad_(true);
     this.store.params.set(key, t);
     return t;
