@@ -29,9 +29,13 @@ export { Generator, getRngState, manualSeed, setRngState } from "./src/random.ts
 export { enableGrad, isGradEnabled, noGrad } from "./src/autograd.ts";
 export { Adam, type AdamOptions, AdamW, type Optimizer, SGD, type SGDOptions } from "./src/optim.ts";
 export {
+  type CpuMemoryStats,
+  cpuMemoryStats,
   cudaAvailable,
   cudaDeviceCount,
+  emptyCpuCache,
   getNumThreads,
+  resetCpuPeakMemory,
   setBlasThreads,
   setNumThreads,
   synchronize,

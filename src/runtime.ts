@@ -44,3 +44,40 @@ export function synchronize(device: Device = "cuda"): void {
 export function torchVersion(): string {
   return cString(sym.mdm_torch_version());
 }
+
+/** CPU tensor memory as mdm's caching allocator counts it (`native/allocator.cpp`). */
+export interface CpuMemoryStats {
+  /** Bytes held by live CPU tensors; blocks of 128 KiB and up count in whole 4 KiB pages. */
+  allocated: number;
+  /** The most `allocated` has been since the start or the last `resetCpuPeakMemory`. */
+  peakAllocated: number;
+  /** Bytes the allocator keeps mapped for reuse, on top of `allocated`. */
+  cached: number;
+  /** Segments (the allocator's mappings) made and released so far. */
+  segmentsMapped: number;
+  segmentsUnmapped: number;
+}
+
+/** CPU memory figures, or null when the caching allocator is off (MDM_CPU_CACHE=0). */
+export function cpuMemoryStats(): CpuMemoryStats | null {
+  const out = new BigInt64Array(5);
+  if (sym.mdm_cpu_memory_stats(Deno.UnsafePointer.of(out)) === 0) return null;
+  const [allocated, peakAllocated, cached, segmentsMapped, segmentsUnmapped] = Array.from(out, Number);
+  return { allocated, peakAllocated, cached, segmentsMapped, segmentsUnmapped };
+}
+
+/**
+ * Unmaps the allocator's wholly free segments, returning their memory to the system, as
+ * `torch.cuda.empty_cache()` does for CUDA: for a long-lived process after a memory-heavy phase.
+ */
+export function emptyCpuCache(): void {
+  sym.mdm_empty_cpu_cache();
+}
+
+/**
+ * Starts the peak of `cpuMemoryStats` afresh from the current allocation. The cache's bound (half
+ * again that peak) restarts with it.
+ */
+export function resetCpuPeakMemory(): void {
+  sym.mdm_reset_cpu_peak_memory();
+}
