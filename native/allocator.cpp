@@ -1,9 +1,8 @@
 // A caching CPU allocator, installed in place of libtorch's (posix_memalign and free).
 //
-// Through glibc's malloc, a training step's activations share one heap with every small object
-// (tensor headers, autograd nodes); the small ones pin the gaps between the large, and the heap
-// grows about half again above the bytes live at its peak (medium UNet: 1.5 GiB of heap for 1.0
-// GiB of tensors, PyTorch's process likewise). Here blocks of 128 KiB and up come from segments of
+// Through glibc's malloc, a training step's activations are split and merged in one heap with
+// every other allocation of the process, and the heap grew to about half again the bytes live at
+// the step's peak (medium UNet: 1.5 GiB of heap for 1.0 GiB in use; PyTorch's process likewise). Here blocks of 128 KiB and up come from segments of
 // their own (32 MiB, or the block's size when larger): best fit, split on allocation, merged with
 // free neighbours on release, as PyTorch's CUDA caching allocator does. A step then reuses the
 // previous step's memory without system calls or page faults, and the mapped bytes stay within a
@@ -11,8 +10,8 @@
 //
 // Wholly free segments are cached, not unmapped: before mapping a new segment, the least recently
 // freed ones are unmapped until mapped bytes stay within half again the peak of live bytes (since
-// the last reset), so a change of tensor sizes cannot pile up stale segments. `emptyCache` unmaps
-// them all. MDM_CPU_CACHE=0 leaves libtorch's allocator in place.
+// the last reset), so a change of tensor sizes cannot pile up stale segments. `emptyCpuCache`
+// unmaps them all. MDM_CPU_CACHE=0 leaves libtorch's allocator in place.
 #include "common.h"
 
 #include <c10/core/CPUAllocator.h>
@@ -23,10 +22,8 @@
 #include <cstdlib>
 #include <list>
 #include <mutex>
-#include <new>
 #include <set>
 #include <unordered_map>
-#include <vector>
 
 namespace {
 
@@ -198,6 +195,12 @@ class CachingCpuAllocator final : public c10::Allocator {
     }
     std::lock_guard<std::mutex> lock(mu_);
     auto it = live_.find(data);
+    if (it == live_.end()) {
+      // raw_deallocate of a block libtorch's own allocator (posix_memalign) gave before this one
+      // was installed.
+      std::free(data);
+      return;
+    }
     Block* b = it->second;
     live_.erase(it);
     allocated_ -= b->size;
