@@ -66,10 +66,10 @@ struct BySize {
 
 class CachingCpuAllocator final : public c10::Allocator {
  public:
-  // libtorch 1.x declares allocate const, 2.3 and later not; whichever the base has is overridden.
+  // libtorch 1.x declares allocate const, later 2.x releases not; whichever the base has is overridden.
   c10::DataPtr allocate(size_t n) const { return const_cast<CachingCpuAllocator*>(this)->take(n); }
   c10::DataPtr allocate(size_t n) { return take(n); }
-  // Pure virtual from libtorch 2.3 on (Allocator::clone); unused before.
+  // Pure virtual in later 2.x releases (for Allocator::clone); unused in 1.x.
   void copy_data(void* dest, const void* src, size_t count) const { std::memcpy(dest, src, count); }
   // raw_allocate/raw_deallocate (used inside libtorch) need the context to be the data pointer.
   c10::DeleterFnPtr raw_deleter() const override { return &give; }
