@@ -13,15 +13,11 @@ import { RandomCropLoader } from "../src/data/folder.ts";
 import { readImage } from "../src/data/image.ts";
 import { ensureSyntheticDataset } from "../src/data/synthetic.ts";
 import { PRETRAIN_DEFAULTS, Pretrainer } from "../src/mdm/pretrain.ts";
-import { pythonJson, report } from "./util.ts";
+import { denoJson, flag, pythonJson, report } from "./util.ts";
 
-const arg = (name: string) => {
-  const i = Deno.args.indexOf(`--${name}`);
-  return i >= 0 ? Deno.args[i + 1] : undefined;
-};
-const threads = Number(arg("threads") ?? 2);
-const rounds = Number(arg("rounds") ?? 2);
-const cache = arg("cache") ?? ".cache/synthetic";
+const threads = Number(flag("threads") ?? 2);
+const rounds = Number(flag("rounds") ?? 2);
+const cache = flag("cache") ?? ".cache/synthetic";
 const EMA_RATE = 0.9999;
 
 // UNet settings beyond these are mdm's defaults (numHeads 4, scale-shift norm on, no
@@ -50,22 +46,11 @@ async function imagePaths(): Promise<string[]> {
 }
 
 async function mdmSide(name: Name): Promise<{ step_ms: number; loss: number }> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      new URL(import.meta.url).pathname,
-      "--child",
-      name,
-      "--threads",
-      String(threads),
-      "--cache",
-      cache,
-    ],
-    stderr: "inherit",
-  }).output();
-  if (!out.success) throw new Error(`mdm side of ${name} failed`);
-  return JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").pop()!);
+  return await denoJson(
+    new URL(import.meta.url).pathname,
+    ["--child", name, "--threads", String(threads), "--cache", cache],
+    `mdm side of ${name}`,
+  );
 }
 
 async function child(name: Name) {
@@ -96,9 +81,9 @@ async function child(name: Name) {
 }
 
 if (Deno.args.includes("--child")) {
-  await child(arg("child") as Name);
+  await child(flag("child") as Name);
 } else {
-  const names = (arg("only") ? [arg("only")] : Object.keys(CONFIGS)) as Name[];
+  const names = (flag("only") ? [flag("only")] : Object.keys(CONFIGS)) as Name[];
   const paths = await imagePaths();
   const script = new URL("./pretrain_torch.py", import.meta.url).pathname;
   for (const name of names) {

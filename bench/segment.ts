@@ -13,33 +13,23 @@
 // training images; the 8 synthetic 256² test images with windows of 64, overlap 0.2.
 // PyTorch runs twice per round: "reference" (per head, per window, full UNet forward with hooks)
 // and "shared" (each window's features computed once for all heads, still one window at a time).
-import { manualSeed, noGrad, randn, setNumThreads } from "../mod.ts";
+import { manualSeed, setNumThreads } from "../mod.ts";
 import { loadSynthetic } from "../src/data/segsets.ts";
+import { PRESETS } from "../src/cli/pretrain_flags.ts";
 import { loadModelWeights } from "../src/io/checkpoint.ts";
 import { saveSafetensors } from "../src/io/safetensors.ts";
 import { UNet } from "../src/models/unet/unet.ts";
 import type { FeatureOptions } from "../src/segment/features.ts";
 import { type HeadTrainingOptions, predictHeads, trainHead } from "../src/segment/heads.ts";
 import { dice } from "../src/segment/metrics.ts";
-import { pythonJson, report } from "./util.ts";
+import { randomize } from "../tests/helpers/unet_port.ts";
+import { denoJson, flag, pythonJson, report } from "./util.ts";
 
-const arg = (name: string) => {
-  const i = Deno.args.indexOf(`--${name}`);
-  return i >= 0 ? Deno.args[i + 1] : undefined;
-};
-const threads = Number(arg("threads") ?? 2);
-const rounds = Number(arg("rounds") ?? 1);
-const epochs = Number(arg("epochs") ?? 10);
+const threads = Number(flag("threads") ?? 2);
+const rounds = Number(flag("rounds") ?? 1);
+const epochs = Number(flag("epochs") ?? 10);
 
-const UNET = {
-  imageSize: 64,
-  modelChannels: 32,
-  channelMult: [1, 2, 2],
-  numResBlocks: 1,
-  attentionResolutions: [16],
-  numHeadChannels: 32,
-  resblockUpdown: true,
-};
+const UNET = PRESETS.tiny.unet; // train.ts's default model
 const SETTING = {
   blocks: [2, 3, 4],
   t: 50,
@@ -109,7 +99,7 @@ async function child(weights: string, cache: string): Promise<void> {
   const dices: number[] = [];
   const all: Uint8Array[] = [];
   // Windows per UNet pass: slidingWindow's default (8) unless --window-batch says otherwise.
-  const windowBatch = arg("window-batch");
+  const windowBatch = flag("window-batch");
   const sliding = {
     window: SETTING.window,
     overlap: SETTING.overlap,
@@ -138,45 +128,27 @@ async function child(weights: string, cache: string): Promise<void> {
 }
 
 async function mdmSide(weights: string, cache: string): Promise<SideResult> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      new URL(import.meta.url).pathname,
-      "--child",
-      "--weights",
-      weights,
-      "--cache",
-      cache,
-      "--threads",
-      String(threads),
-      "--epochs",
-      String(epochs),
-      ...(arg("window-batch") ? ["--window-batch", arg("window-batch")!] : []),
-    ],
-    stderr: "inherit",
-  }).output();
-  if (!out.success) throw new Error("mdm side failed");
-  return JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").pop()!);
-}
-
-/** The tests' rule (tests/unet_ref.py randomize): 1-D weights 1 + 0.1·N(0, 1), the rest 0.1·N(0, 1). */
-function randomize(model: UNet): void {
-  noGrad(() => {
-    for (const [name, p] of model.namedParameters()) {
-      using z = randn(p.shape).mul(0.1);
-      if (p.ndim === 1 && name.endsWith("weight")) z.add_(1);
-      p.copy_(z);
-    }
-  });
+  const windowBatch = flag("window-batch");
+  return await denoJson<SideResult>(new URL(import.meta.url).pathname, [
+    "--child",
+    "--weights",
+    weights,
+    "--cache",
+    cache,
+    "--threads",
+    String(threads),
+    "--epochs",
+    String(epochs),
+    ...(windowBatch ? ["--window-batch", windowBatch] : []),
+  ], "mdm side");
 }
 
 if (Deno.args.includes("--child")) {
-  await child(arg("weights")!, arg("cache")!);
+  await child(flag("weights")!, flag("cache")!);
 } else {
   const tmp = Deno.makeTempDirSync({ prefix: "mdm-bench-segment-" });
   try {
-    const cache = arg("cache") ?? `${tmp}/synthetic`;
+    const cache = flag("cache") ?? `${tmp}/synthetic`;
     const ds = await loadSynthetic(cache);
     manualSeed(0);
     const model = new UNet(UNET);

@@ -5,13 +5,9 @@
 //   deno run -A bench/unet.ts [--threads N] [--only small|medium]
 import { AdamW, F, manualSeed, randint, randn, setNumThreads, tidy } from "../mod.ts";
 import { UNet } from "../src/models/unet/unet.ts";
-import { pythonJson, report } from "./util.ts";
+import { denoJson, flag, pythonJson, report } from "./util.ts";
 
-const arg = (name: string) => {
-  const i = Deno.args.indexOf(`--${name}`);
-  return i >= 0 ? Deno.args[i + 1] : undefined;
-};
-const threads = Number(arg("threads") ?? 2);
+const threads = Number(flag("threads") ?? 2);
 
 const CONFIGS = {
   small: {
@@ -33,12 +29,11 @@ function peakMiB(): number {
 
 async function mdmSide(name: keyof typeof CONFIGS) {
   // A child process per configuration, so that peak memory is that configuration's own.
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", new URL(import.meta.url).pathname, "--child", name, "--threads", String(threads)],
-    stderr: "inherit",
-  }).output();
-  if (!out.success) throw new Error(`mdm side of ${name} failed`);
-  return JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").pop()!);
+  return await denoJson(
+    new URL(import.meta.url).pathname,
+    ["--child", name, "--threads", String(threads)],
+    `mdm side of ${name}`,
+  );
 }
 
 function child(name: keyof typeof CONFIGS) {
@@ -66,9 +61,9 @@ function child(name: keyof typeof CONFIGS) {
 }
 
 if (Deno.args.includes("--child")) {
-  child(arg("child") as keyof typeof CONFIGS);
+  child(flag("child") as keyof typeof CONFIGS);
 } else {
-  const names = (arg("only") ? [arg("only")] : Object.keys(CONFIGS)) as (keyof typeof CONFIGS)[];
+  const names = (flag("only") ? [flag("only")] : Object.keys(CONFIGS)) as (keyof typeof CONFIGS)[];
   for (const name of names) {
     const c = CONFIGS[name];
     const pyArgs = [

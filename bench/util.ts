@@ -1,4 +1,28 @@
-// Shared pieces of the benchmarks: the Python side, libtorch flags, and the result table.
+// Shared pieces of the benchmarks: flags, child processes (mdm's and Python's), libtorch flags, and
+// the result table.
+
+/** The value after `--name` on the command line. */
+export function flag(name: string): string | undefined {
+  const i = Deno.args.indexOf(`--${name}`);
+  return i >= 0 ? Deno.args[i + 1] : undefined;
+}
+
+/**
+ * Runs a benchmark script in a Deno process of its own (so that its peak memory is its own) and
+ * parses the JSON object it prints last.
+ */
+export async function denoJson<T = Record<string, number>>(script: string, args: string[], what: string): Promise<T> {
+  const out = await new Deno.Command(Deno.execPath(), { args: ["run", "-A", script, ...args], stderr: "inherit" })
+    .output();
+  if (!out.success) throw new Error(`${what} failed`);
+  return parseLastLine(out.stdout);
+}
+
+// deno-lint-ignore no-explicit-any
+function parseLastLine(stdout: Uint8Array): any {
+  const lines = new TextDecoder().decode(stdout).trim().split("\n");
+  return JSON.parse(lines[lines.length - 1]);
+}
 
 /**
  * Runs a Python benchmark script with Debian's torch and parses the JSON it prints. By default its
@@ -16,8 +40,7 @@ export async function pythonJson(
   })
     .output();
   if (!out.success) throw new Error(`${script} failed`);
-  const lines = new TextDecoder().decode(out.stdout).trim().split("\n");
-  return JSON.parse(lines[lines.length - 1]);
+  return parseLastLine(out.stdout);
 }
 
 /** Compiler flags for a small C++ program against the libtorch the native build uses. */

@@ -6,13 +6,11 @@
 import assert from "node:assert/strict";
 import { F, type FloatDType, full, Generator, manualSeed, noGrad, rand, randn, type Tensor, tidy } from "../mod.ts";
 import { maskPatches } from "../src/mdm/mask.ts";
-import { resolveConfig, type UNetConfig } from "../src/models/unet/config.ts";
 import { UNet } from "../src/models/unet/unet.ts";
 import { rootBuilder } from "../src/nn/module.ts";
 import { decoderFeatures, featureChannels, type FeatureOptions } from "../src/segment/features.ts";
 import { assertClose, DEVICE, type RefTensor, refTensor, type RefValue, torchRef } from "./helpers/torch_ref.ts";
-
-type Config = Partial<UNetConfig> & { imageSize: number };
+import { type Config, pyModel, randomize } from "./helpers/unet_port.ts";
 
 // Decoder blocks 0, 1 hold 64 channels, 2, 3 hold 32; block 0 is at 16×16 (so it is upsampled),
 // block 1 ends with the ×2 upsample and, like 2 and 3, is at 32×32.
@@ -30,40 +28,6 @@ const TIMESTEPS = [50, 150];
 // The same libtorch kernels on both sides; the features differ only by rounding (as in
 // tests/unet_test.ts, ~3e-6 of their scale on the CPU; cuDNN runs convolutions in TF32 on CUDA).
 const REL = DEVICE === "cpu" ? 1e-5 : 1e-2;
-
-/** unet_ref.randomize's rule: 1-D weights 1 + 0.1·N(0, 1), everything else 0.1·N(0, 1) (zero-initialised
- * output layers would make every block's residual branch vanish). */
-function randomize(model: UNet): UNet {
-  noGrad(() => {
-    for (const [name, p] of model.namedParameters()) {
-      using z = randn(p.shape, { device: DEVICE }).mul(0.1);
-      if (p.ndim === 1 && name.endsWith("weight")) z.add_(1);
-      p.copy_(z);
-    }
-  });
-  return model;
-}
-
-function pyConfig(cfg: Config): Record<string, unknown> {
-  const c = resolveConfig(cfg);
-  return {
-    image_size: c.imageSize,
-    in_channels: c.inChannels,
-    model_channels: c.modelChannels,
-    out_channels: c.outChannels,
-    num_res_blocks: c.numResBlocks,
-    attention_resolutions: c.attentionResolutions,
-    channel_mult: c.channelMult,
-    dropout: c.dropout,
-    num_heads: c.numHeads,
-    num_head_channels: c.numHeadChannels,
-    num_heads_upsample: c.numHeadsUpsample,
-    resblock_updown: c.resblockUpdown,
-    use_scale_shift_norm: c.useScaleShiftNorm,
-    use_new_attention_order: c.useNewAttentionOrder,
-    conv_resample: c.convResample,
-  };
-}
 
 function maxAbs(r: RefTensor): number {
   let m = 0;
@@ -122,9 +86,7 @@ const sd = Object.fromEntries([...model.stateDict()].map(([k, v]) => [`sd:${k}`,
 const ref = await torchRef({
   ddpm: {
     inputs: { x: images, noise, ...sd },
-    code: `import json, unet_ref as U
-model = U.UNetModel(**json.loads(${JSON.stringify(JSON.stringify(pyConfig(CFG)))})).eval()
-model.load_state_dict({k[3:]: v for k, v in list(globals().items()) if k.startswith("sd:")})
+    code: `${pyModel(CFG)}model.load_state_dict({k[3:]: v for k, v in list(globals().items()) if k.startswith("sd:")})
 # guided-diffusion: get_named_beta_schedule("linear", 1000) and GaussianDiffusion's float64 tables;
 # _extract_into_tensor indexes them and casts to float32.
 scale = 1000 / 1000

@@ -5,42 +5,13 @@
 import assert from "node:assert/strict";
 import { readImage } from "../src/data/image.ts";
 import { ensureSyntheticDataset } from "../src/data/synthetic.ts";
+import { type Run, runScript as deno, runScriptOk as ok, tempDir } from "./helpers/scripts.ts";
 
-const ROOT = new URL("..", import.meta.url).pathname;
-const TMP = Deno.makeTempDirSync({ prefix: "mdm_segment_test_" });
-globalThis.addEventListener("unload", () => {
-  try {
-    Deno.removeSync(TMP, { recursive: true });
-  } catch { /* already gone */ }
-});
+const TMP = tempDir("mdm_segment_test_");
 
 // The synthetic set (16 training and 8 test tiles of 256×256) is generated once and shared.
 const CACHE = `${TMP}/cache`;
 await ensureSyntheticDataset(CACHE, {});
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-async function deno(script: string, args: string[]): Promise<Run> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", `${ROOT}${script}`, ...args],
-    cwd: ROOT,
-    env: { NO_COLOR: "1" },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
-}
-
-async function ok(script: string, args: string[]): Promise<Run> {
-  const r = await deno(script, args);
-  assert.equal(r.code, 0, `${script} ${args.join(" ")} exited with ${r.code}:\n${r.stderr.slice(-3000)}`);
-  return r;
-}
 
 // A UNet small enough to pre-train in seconds: decoder blocks 0..3, the default blocks 1, 2
 // (the middle ones), 96 feature channels.

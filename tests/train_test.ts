@@ -10,15 +10,9 @@ import { readImage, writePng } from "../src/data/image.ts";
 import { ensureSyntheticDataset } from "../src/data/synthetic.ts";
 import { listCheckpoints, readTrainState, restoreCheckpoint } from "../src/mdm/checkpoint.ts";
 import { Pretrainer } from "../src/mdm/pretrain.ts";
+import { runScript, runScriptOk, scriptCommand, tempDir } from "./helpers/scripts.ts";
 
-const ROOT = new URL("..", import.meta.url).pathname;
-const TRAIN = `${ROOT}train.ts`;
-const TMP = Deno.makeTempDirSync({ prefix: "mdm_train_test_" });
-globalThis.addEventListener("unload", () => {
-  try {
-    Deno.removeSync(TMP, { recursive: true });
-  } catch { /* already gone */ }
-});
+const TMP = tempDir("mdm_train_test_");
 
 // The synthetic set is generated once here (~2 s) and shared by every run below.
 const CACHE = `${TMP}/cache`;
@@ -33,34 +27,9 @@ const TINY = [
   ...["--cache", CACHE],
 ];
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function command(args: string[]): Deno.Command {
-  return new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", TRAIN, ...args],
-    cwd: ROOT,
-    env: { NO_COLOR: "1" },
-    stdout: "piped",
-    stderr: "piped",
-  });
-}
-
-async function train(args: string[]): Promise<Run> {
-  const out = await command(args).output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
-}
-
-/** Runs train.ts and insists that it succeeded, showing its stderr otherwise. */
-async function trainOk(args: string[]): Promise<Run> {
-  const r = await train(args);
-  assert.equal(r.code, 0, `train.ts ${args.join(" ")} exited with ${r.code}:\n${r.stderr.slice(-3000)}`);
-  return r;
-}
+const command = (args: string[]) => scriptCommand("train.ts", args);
+const train = (args: string[]) => runScript("train.ts", args);
+const trainOk = (args: string[]) => runScriptOk("train.ts", args);
 
 interface LogEntry {
   step: number;

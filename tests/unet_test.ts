@@ -4,7 +4,7 @@
 // counts, config and input validation, the Module utilities and memory.
 import assert from "node:assert/strict";
 import { liveTensors, manualSeed, noGrad, randn, type Tensor, tensor, tidy } from "../mod.ts";
-import { FFHQ_256, MEDICAL_256, resolveConfig, type UNetConfig } from "../src/models/unet/config.ts";
+import { FFHQ_256, MEDICAL_256, resolveConfig } from "../src/models/unet/config.ts";
 import { UNet } from "../src/models/unet/unet.ts";
 import { rootBuilder, StateDictError } from "../src/nn/module.ts";
 import {
@@ -16,8 +16,7 @@ import {
   type RefValue,
   torchRef,
 } from "./helpers/torch_ref.ts";
-
-type Config = Partial<UNetConfig> & { imageSize: number };
+import { type Config, pyModel, randomize } from "./helpers/unet_port.ts";
 
 // Tolerances are relative to a tensor's scale: max|ours - ref| <= rel · max|ref| (a per-element
 // relative error would be ill-defined near the zeros of outputs and gradients).
@@ -66,48 +65,7 @@ const CASES: Record<string, { cfg: Config; capture: number[] }> = {
   },
 };
 
-/** The resolved config as the port's (guided-diffusion's) keyword arguments. */
-function pyConfig(cfg: Config): Record<string, unknown> {
-  const c = resolveConfig(cfg);
-  return {
-    image_size: c.imageSize,
-    in_channels: c.inChannels,
-    model_channels: c.modelChannels,
-    out_channels: c.outChannels,
-    num_res_blocks: c.numResBlocks,
-    attention_resolutions: c.attentionResolutions,
-    channel_mult: c.channelMult,
-    dropout: c.dropout,
-    num_heads: c.numHeads,
-    num_head_channels: c.numHeadChannels,
-    num_heads_upsample: c.numHeadsUpsample,
-    resblock_updown: c.resblockUpdown,
-    use_scale_shift_norm: c.useScaleShiftNorm,
-    use_new_attention_order: c.useNewAttentionOrder,
-    conv_resample: c.convResample,
-  };
-}
-
-/** Python that builds the port as `model` (extra: more UNetModel arguments, e.g. device="meta"). */
-function pyModel(cfg: Config, extra = ""): string {
-  return `import copy, json, unet_ref as U\n` +
-    `model = U.UNetModel(**json.loads(${JSON.stringify(JSON.stringify(pyConfig(cfg)))})${extra}).eval()\n`;
-}
-
 const newUNet = (cfg: Config) => new UNet(cfg, rootBuilder({ device: DEVICE }));
-
-/** The port's rule (unet_ref.randomize): 1-D weights are GroupNorm scales, 1 + 0.1·N(0,1); the rest
- * 0.1·N(0,1). Zero-initialised layers would otherwise make the output identically zero. */
-function randomize(model: UNet): UNet {
-  noGrad(() => {
-    for (const [name, p] of model.namedParameters()) {
-      using z = randn(p.shape, { device: DEVICE }).mul(0.1);
-      if (p.ndim === 1 && name.endsWith("weight")) z.add_(1);
-      p.copy_(z);
-    }
-  });
-  return model;
-}
 
 function fromRef(v: RefValue | undefined, what: string): Tensor {
   const r = refTensor(v, what);

@@ -19,17 +19,6 @@ export function isBmp(bytes: Uint8Array): boolean {
   return bytes.length >= 2 && bytes[0] === 0x42 && bytes[1] === 0x4d;
 }
 
-/** Reads and decodes a BMP file (errors are ImageErrors naming the file). */
-export async function readBmp(path: string, opts: ReadOptions = {}): Promise<Image> {
-  let bytes: Uint8Array;
-  try {
-    bytes = await Deno.readFile(path);
-  } catch (e) {
-    throw new ImageError(path, `cannot read file (${(e as Error).message})`, { cause: e });
-  }
-  return decodeBmp(bytes, path, opts);
-}
-
 /**
  * Decodes BMP bytes. 8-bit files give RGB from the palette, or with `paletteIndices` the raw
  * indices as a 1-channel image; 24-bit gives RGB; 32-bit gives RGB (the fourth byte of BI_RGB

@@ -4,7 +4,7 @@ import type { Init } from "./builder.ts";
 
 /** U(-bound, bound). */
 export function uniform(bound: number): Init {
-  return (shape, o) => rand(shape, o).mul(2 * bound).sub(bound);
+  return (shape, o) => rand(shape, o).mul_(2 * bound).sub_(bound);
 }
 
 /**
@@ -16,7 +16,7 @@ export function torchDefault(fanIn: number): Init {
 }
 
 export function normal(std: number, mean = 0): Init {
-  return (shape, o) => randn(shape, o).mul(std).add(mean);
+  return (shape, o) => randn(shape, o).mul_(std).add_(mean);
 }
 
 export const zerosInit: Init = (shape, o) => zeros(shape, o);
