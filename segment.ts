@@ -1,9 +1,11 @@
 // Few-shot segmentation from a pre-trained UNet's decoder features (the paper's medical protocol):
 // pixel-MLP heads trained on the first N labelled images, evaluated with sliding windows on the test
-// split, beside a supervised UNet trained from scratch on the same labels.
+// split, beside a supervised UNet trained from scratch on the same labels. This file turns flags
+// into options: the protocols are src/segment/medical.ts and src/segment/faces.ts, the reports
+// src/report/segmentation.ts.
 //
 //   deno run -A segment.ts [--help] [flags]
-import { getNumThreads, setNumThreads, torchVersion } from "./mod.ts";
+import { Generator, getNumThreads, keep, randn, setNumThreads, torchVersion } from "./mod.ts";
 import {
   COMMON_FLAGS,
   deviceArg,
@@ -14,39 +16,22 @@ import {
   type Spec,
   UsageError,
 } from "./src/cli/args.ts";
-import { Generator, keep, randn } from "./mod.ts";
-import { collectPixels, type FacesOptions, predictFaces, trainFacesHead } from "./src/segment/faces.ts";
-import type { Image } from "./src/data/image.ts";
-import { writePng } from "./src/data/image.ts";
-import {
-  DDPM_SEG_CLASSES,
-  type LabelledImage,
-  loadDdpmSegDataset,
-  loadFolderPair,
-  loadGlaS,
-  loadMoNuSeg,
-  loadSynthetic,
-  type SegDataset,
-} from "./src/data/segsets.ts";
+import type { SegDataset } from "./src/data/datasets/dataset.ts";
+import { DDPM_SEG_CLASSES, loadDdpmSegDataset } from "./src/data/datasets/ddpm_seg.ts";
+import { loadFolderPair } from "./src/data/datasets/folder_pair.ts";
+import { loadGlaS } from "./src/data/datasets/glas.ts";
+import { loadMoNuSeg } from "./src/data/datasets/monuseg.ts";
+import { loadSynthetic } from "./src/data/datasets/synthetic_set.ts";
 import { loadModelWeights } from "./src/io/checkpoint.ts";
 import type { UNetConfig } from "./src/models/unet/config.ts";
 import { UNet } from "./src/models/unet/unet.ts";
 import { rootBuilder } from "./src/nn/module.ts";
-import { grid } from "./src/report/grid.ts";
-import { Progress } from "./src/report/progress.ts";
-import { predictBaseline, trainBaseline } from "./src/segment/baseline.ts";
+import { writeOverlay } from "./src/report/overlays.ts";
+import { facesReport, medicalReport, peakResidentMiB, type RunInfo, writeReport } from "./src/report/segmentation.ts";
+import { runFacesProtocol } from "./src/segment/faces.ts";
 import { featureChannels, type FeatureOptions } from "./src/segment/features.ts";
-import { type HeadTrainingOptions, predictHeads, trainHead } from "./src/segment/heads.ts";
-import {
-  ajiBinary,
-  ajiInstance,
-  connectedComponents,
-  dice,
-  glasIoUFromDice,
-  iou,
-  MeanIoU,
-  meanStd,
-} from "./src/segment/metrics.ts";
+import type { HeadTrainingOptions } from "./src/segment/heads.ts";
+import { runMedicalProtocol } from "./src/segment/medical.ts";
 
 const USAGE = `Few-shot segmentation from a pre-trained MDM (or DDPM) UNet.
 
@@ -166,31 +151,37 @@ function defaultBlocks(n: number): number[] {
   return Array.from({ length: hi - lo + 1 }, (_, i) => lo + i);
 }
 
-function rgbOfLabels(label: Uint8Array, w: number, h: number): Image {
-  const palette = [[0, 0, 0], [255, 255, 255], [230, 25, 75], [60, 180, 75], [0, 130, 200], [245, 130, 48]];
-  const data = new Uint8Array(w * h * 3);
-  for (let p = 0; p < w * h; p++) {
-    data.set(label[p] === 255 ? [128, 128, 128] : palette[label[p] % palette.length], p * 3);
+/** The pre-training's method and the UNet options behind a checkpoint, from its config.json. */
+async function readPretrainConfig(
+  checkpoint: string,
+  config: string | undefined,
+): Promise<{ pre: PretrainConfig; configPath: string }> {
+  // The folder of the checkpoint ("." for a bare file name).
+  const dir = checkpoint.includes("/") ? checkpoint.replace(/\/[^/]*$/, "") || "/" : ".";
+  const configPath = config ?? `${dir}/config.json`;
+  try {
+    return { pre: JSON.parse(await Deno.readTextFile(configPath)), configPath };
+  } catch (e) {
+    throw new UsageError(`cannot read the pre-training config ${configPath} (${(e as Error).message}); give --config`);
   }
-  return { width: w, height: h, channels: 3, data };
 }
 
-interface ImageScores {
-  dice: number;
-  iou: number;
-  ajiBinary: number;
-  ajiInstance: number | null;
+function runInfo(
+  a: Parsed<typeof SPEC>,
+  ds: SegDataset,
+  method: "mdm" | "ddpm",
+  features: Omit<FeatureOptions, "generator">,
+  channels: number,
+): RunInfo {
+  return {
+    dataset: ds.name,
+    checkpoint: a.checkpoint,
+    method,
+    features,
+    featureChannels: channels,
+    environment: { libtorch: torchVersion(), threads: getNumThreads(), device: deviceArg(a.device) },
+  };
 }
-
-function binaryScores(pred: Uint8Array, ex: LabelledImage): ImageScores {
-  const target = Uint8Array.from(ex.label, (v) => (v === 255 ? 0 : v > 0 ? 1 : 0));
-  const p = Uint8Array.from(pred, (v) => (v > 0 ? 1 : 0));
-  let ajiI: number | null = null;
-  if (ex.instances) ajiI = ajiInstance(connectedComponents(p, ex.image.width, ex.image.height, 4).labels, ex.instances);
-  return { dice: dice(p, target), iou: iou(p, target), ajiBinary: ajiBinary(p, target), ajiInstance: ajiI };
-}
-
-const pct = (x: number) => (100 * x).toFixed(2);
 
 /** ddpm-segmentation's protocol: 10 heads per seed, majority vote, mIoU mean ± std over seeds. */
 async function runFaces(
@@ -207,18 +198,18 @@ async function runFaces(
     (method === "ddpm" ? [5, 6, 7, 8, 12] : [5, 6, 7, 8, 9, 10, 11, 12]).filter((b) => b < model.numOutputBlocks);
   // One noise image for every input, seeded once, as ddpm-segmentation draws it.
   using noiseGen = new Generator(a.seed, device);
-  const noise = keep(randn([1, 3, size, size], { device, generator: noiseGen }));
   const features: FeatureOptions = {
     method,
     blocks,
     timesteps: a.timesteps ?? (method === "mdm" ? [50] : [50, 150, 250]),
-    noise,
+    noise: keep(randn([1, 3, size, size], { device, generator: noiseGen })),
     patchSize: pre.options.patchSize,
     diffusionSteps: pre.options.diffusionSteps,
     maskRatio: pre.options.maskRatio,
     schedule: pre.options.schedule,
   };
-  const o: FacesOptions = {
+  const seeds = Array.from({ length: Math.max(1, Math.min(a.heads, 10)) }, (_, i) => a.seed + i);
+  const result = await runFacesProtocol(model, train, ds.test, {
     classes: ds.classes,
     batch: 64,
     lr: a.lr,
@@ -229,38 +220,10 @@ async function runFaces(
     storage: "float16",
     features,
     device,
-  };
-  const t0 = performance.now();
-  const { x, y } = collectPixels(model, train, o);
-  console.error(`faces protocol: ${x.size(0)} labelled pixels × ${x.size(1)} features in memory`);
-  const seeds = Array.from({ length: Math.max(1, Math.min(a.heads, 10)) }, (_, i) => a.seed + i);
-  const mious: number[] = [];
-  const test = await ds.test.loadAll();
-  for (const seed of seeds) {
-    const heads = Array.from({ length: 10 }, (_, h) => trainFacesHead(x, y, o, seed * 100 + h).classifier);
-    const acc = new MeanIoU(ds.classes);
-    for (const ex of test) acc.update(predictFaces(model, heads, ex.image, o), ex.label);
-    mious.push(acc.mean());
-    heads.forEach((h) => h.parameters().forEach((p) => p.dispose()));
-  }
-  const m = meanStd(mious);
-  const report = {
-    dataset: ds.name,
-    protocol: "faces",
-    labelledImages: train.map((e) => e.name),
-    testImages: test.length,
-    features: { ...features, noise: undefined, channels: x.size(1) },
-    seeds,
-    mIoU: { ...m, perSeed: mious },
-    seconds: (performance.now() - t0) / 1000,
-  };
-  await Deno.mkdir(a.out, { recursive: true });
-  await Deno.writeTextFile(`${a.out}/report.json`, JSON.stringify(report, null, 2) + "\n");
-  const md =
-    `# Few-shot segmentation (faces protocol): ${ds.name}\n\nmIoU over ${seeds.length} seeds (10-head majority vote each): ` +
-    `${pct(m.mean)} ± ${Number.isFinite(m.std) ? pct(m.std) : "–"} %\n`;
-  await Deno.writeTextFile(`${a.out}/report.md`, md);
-  console.log(md);
+  }, seeds);
+  const report = facesReport(runInfo(a, ds, method, features, result.channels), result);
+  await writeReport(a.out, report);
+  console.log(report.markdown);
   return 0;
 }
 
@@ -276,15 +239,7 @@ async function main(argv: string[]): Promise<number> {
   if (!(await Deno.stat(a.checkpoint).catch(() => null))?.isFile) {
     throw new UsageError(`--checkpoint ${a.checkpoint}: not found, or not a file (pre-train with train.ts first)`);
   }
-  // The folder of the checkpoint ("." for a bare file name).
-  const dir = a.checkpoint.includes("/") ? a.checkpoint.replace(/\/[^/]*$/, "") || "/" : ".";
-  const configPath = a.config ?? `${dir}/config.json`;
-  let pre: PretrainConfig;
-  try {
-    pre = JSON.parse(await Deno.readTextFile(configPath));
-  } catch (e) {
-    throw new UsageError(`cannot read the pre-training config ${configPath} (${(e as Error).message}); give --config`);
-  }
+  const { pre, configPath } = await readPretrainConfig(a.checkpoint, a.config);
   const method = pre.options.method;
   const model = new UNet(pre.options.unet, rootBuilder({ device }));
   const load = loadModelWeights(model, a.checkpoint, { strict: false });
@@ -304,7 +259,8 @@ async function main(argv: string[]): Promise<number> {
   const train = await ds.train.first(a.labels).loadAll();
   const crop = a.crop ?? pre.options.unet.imageSize;
   const blocks = a.blocks ?? defaultBlocks(model.numOutputBlocks);
-  // DDPM: one seeded noise crop shared by every input and timestep (REFERENCE §5); windows are crop-sized.
+  // DDPM: one seeded noise crop shared by every input and timestep, as ddpm-segmentation draws it;
+  // windows are crop-sized.
   using noiseGen = new Generator(a.seed, device);
   const features: Omit<FeatureOptions, "generator"> = {
     method,
@@ -317,7 +273,7 @@ async function main(argv: string[]): Promise<number> {
     maskRatio: pre.options.maskRatio,
     schedule: pre.options.schedule,
   };
-  const headOpts: HeadTrainingOptions = {
+  const head: HeadTrainingOptions = {
     classes: ds.classes,
     crop,
     batch: a.batch,
@@ -329,188 +285,37 @@ async function main(argv: string[]): Promise<number> {
     features,
     device,
   };
-  const dims = featureChannels(model, features);
+  const channels = featureChannels(model, features);
   console.error(
-    `${method} features: blocks ${blocks.join(",")} at t=${features.timesteps.join(",")} → ${dims} channels; ` +
+    `${method} features: blocks ${blocks.join(",")} at t=${features.timesteps.join(",")} → ${channels} channels; ` +
       `${a.heads} heads on ${train.length} labelled images of ${ds.name}; ${getNumThreads()} threads`,
   );
 
-  await Deno.mkdir(`${a.out}/overlays`, { recursive: true });
-  const progress = new Progress({ total: a.heads, label: "heads", every: 1 });
-  const heads = [], headReports = [];
-  const tTrain = performance.now();
-  for (let h = 0; h < a.heads; h++) {
-    const { classifier, report } = trainHead(model, train, headOpts, h);
-    heads.push(classifier);
-    headReports.push(report);
-    progress.update(h + 1, { epochs: report.epochs, loss: report.finalLoss });
-  }
-  const trainSeconds = (performance.now() - tTrain) / 1000;
-
-  let baseline = null;
-  if (a.baseline) {
-    const steps = a.baselineSteps ?? Math.round(headReports.reduce((s, r) => s + r.steps, 0) / headReports.length);
-    console.error(`supervised UNet from scratch: ${steps} steps of ${a.batch} crops`);
-    baseline = {
-      ...trainBaseline(train, {
-        unet: pre.options.unet,
-        classes: ds.classes,
-        crop,
-        batch: a.batch,
-        steps,
-        lr: 1e-4,
-        loss: a.baselineLoss as "ce" | "dice+ce",
-        seed: a.seed,
-        device,
-      }),
-      steps,
-    };
-  }
-
-  const sliding = { window: crop, overlap: a.overlap };
-  const binary = ds.classes === 2;
-  const perHead: ImageScores[][] = heads.map(() => []);
-  const perHeadIoU = heads.map(() => new MeanIoU(ds.classes));
-  const baseScores: ImageScores[] = [];
-  const baseIoU = new MeanIoU(ds.classes);
-  const trivial = { background: [] as number[], foreground: [] as number[] };
-  const testProgress = new Progress({ total: ds.test.length, label: "test", every: 1 });
-  const tTest = performance.now();
-  let i = 0;
-  for await (const ex of ds.test) {
-    const preds = predictHeads(model, heads, ex.image, { features, device, seed: a.seed, sliding });
-    const base = baseline ? predictBaseline(baseline.model, ex.image, { device, sliding }) : null;
-    preds.forEach((p, h) => binary ? perHead[h].push(binaryScores(p, ex)) : perHeadIoU[h].update(p, ex.label));
-    if (base) binary ? baseScores.push(binaryScores(base, ex)) : baseIoU.update(base, ex.label);
-    if (binary) {
-      const n = ex.label.length;
-      trivial.background.push(binaryScores(new Uint8Array(n), ex).dice);
-      trivial.foreground.push(binaryScores(new Uint8Array(n).fill(1), ex).dice);
-    }
-    if (i < a.overlays) {
-      const { width: w, height: h } = ex.image;
-      const row = [ex.image, rgbOfLabels(ex.label, w, h), rgbOfLabels(preds[0], w, h)];
-      if (base) row.push(rgbOfLabels(base, w, h));
-      await writePng(`${a.out}/overlays/${String(i).padStart(2, "0")}-${ex.name}.png`, grid([row]));
-    }
-    testProgress.update(++i);
-  }
-  const testSeconds = (performance.now() - tTest) / 1000;
-
-  const mean = (xs: number[]) => xs.reduce((s, x) => s + x, 0) / Math.max(1, xs.length);
-  const summarize = (scores: ImageScores[][]) => {
-    const perRun = scores.map((s) => ({
-      dice: mean(s.map((x) => x.dice)),
-      iou: mean(s.map((x) => x.iou)),
-      ajiBinary: mean(s.map((x) => x.ajiBinary)),
-      ajiInstance: s.every((x) => x.ajiInstance !== null) ? mean(s.map((x) => x.ajiInstance!)) : null,
-    }));
-    const ms = (f: (r: typeof perRun[number]) => number | null) => {
-      const v = perRun.map(f).filter((x): x is number => x !== null);
-      return v.length ? meanStd(v) : null;
-    };
-    return {
-      dice: ms((r) => r.dice),
-      iouPerImage: ms((r) => r.iou),
-      glasIoUFromDice: ms((r) => glasIoUFromDice(r.dice)),
-      ajiBinaryAuthors: ms((r) => r.ajiBinary),
-      ajiInstanceChallenge: ms((r) => r.ajiInstance),
-    };
-  };
-  const results = binary
-    ? {
-      mdmHeads: summarize(perHead),
-      supervisedUNet: baseline ? summarize([baseScores]) : null,
-      trivialAllBackground: { dice: mean(trivial.background) },
-      trivialAllForeground: { dice: mean(trivial.foreground) },
-    }
-    : {
-      mdmHeads: { mIoU: meanStd(perHeadIoU.map((m) => m.mean())) },
-      supervisedUNet: baseline ? { mIoU: baseIoU.mean() } : null,
-    };
-  const peakMiB = Number(/VmHWM:\s+(\d+)/.exec(await Deno.readTextFile("/proc/self/status"))?.[1] ?? 0) / 1024;
-  const report = {
-    dataset: ds.name,
-    labelledImages: train.map((x) => x.name),
-    testImages: ds.test.length,
-    checkpoint: a.checkpoint,
-    method,
-    features: { ...features, noise: undefined, channels: dims },
-    heads: {
-      count: a.heads,
-      training: headReports,
-      crop,
-      batch: a.batch,
-      lr: a.lr,
-      minEpochs: a.minEpochs,
-      maxEpochs: headOpts.maxEpochs,
-      patience: a.patience,
+  const overlaysDir = `${a.out}/overlays`;
+  await Deno.mkdir(overlaysDir, { recursive: true });
+  const result = await runMedicalProtocol(model, train, ds.test, {
+    heads: a.heads,
+    head,
+    baseline: a.baseline
+      ? { unet: pre.options.unet, loss: a.baselineLoss as "ce" | "dice+ce", lr: 1e-4, steps: a.baselineSteps }
+      : null,
+    overlap: a.overlap,
+    onTestImage: async (i, ex, preds, base) => {
+      if (i >= a.overlays) return;
+      const name = `${overlaysDir}/${String(i).padStart(2, "0")}-${ex.name}.png`;
+      await writeOverlay(name, ex.image, ex.label, base ? [preds[0], base] : [preds[0]]);
     },
-    supervised: baseline ? { steps: baseline.steps, seconds: baseline.seconds, loss: a.baselineLoss } : null,
-    results,
-    timings: { headTrainingSeconds: trainSeconds, testSeconds, peakResidentMiB: peakMiB },
-    environment: { libtorch: torchVersion(), threads: getNumThreads(), device },
-  };
-  await Deno.writeTextFile(`${a.out}/report.json`, JSON.stringify(report, null, 2) + "\n");
-
-  const fmt = (m: { mean: number; std: number } | null | undefined) =>
-    m ? `${pct(m.mean)} ± ${Number.isFinite(m.std) ? pct(m.std) : "–"}` : "–";
-  const lines = [
-    `# Few-shot segmentation: ${ds.name}`,
-    "",
-    `${method.toUpperCase()} features from \`${a.checkpoint}\` (blocks ${blocks.join(", ")}, t = ${
-      features.timesteps.join(", ")
-    }, ${dims} channels); ` +
-    `${a.heads} heads trained on the first ${train.length} labelled images; ${ds.test.length} test images, sliding window ${crop} with overlap ${a.overlap}.`,
-    "",
-  ];
-  if (binary) {
-    const r = results as {
-      mdmHeads: ReturnType<typeof summarize>;
-      supervisedUNet: ReturnType<typeof summarize> | null;
-      trivialAllBackground: { dice: number };
-      trivialAllForeground: { dice: number };
-    };
-    lines.push(
-      "Scores in %, mean ± std over heads (the supervised UNet is one run). AJI (authors') is computed on binary masks, as the",
-      "MDM authors did, and equals foreground IoU; AJI (challenge) is the MoNuSeg challenge's instance AJI, predicted instances",
-      "being the 4-connected components of the prediction.",
-      "",
-      "| method | Dice | IoU (per image) | IoU from Dice (GlaS) | AJI (authors', binary) | AJI (challenge, instances) |",
-      "|---|---|---|---|---|---|",
-    );
-    const row = (name: string, s: ReturnType<typeof summarize>) =>
-      `| ${name} | ${fmt(s.dice)} | ${fmt(s.iouPerImage)} | ${fmt(s.glasIoUFromDice)} | ${fmt(s.ajiBinaryAuthors)} | ${
-        fmt(s.ajiInstanceChallenge)
-      } |`;
-    lines.push(row(`${method.toUpperCase()} + pixel MLP (${a.heads} heads)`, r.mdmHeads));
-    if (r.supervisedUNet) {
-      lines.push(row(`supervised UNet from scratch (${baseline!.steps} steps, ${a.baselineLoss})`, r.supervisedUNet));
-    }
-    lines.push(`| all background (trivial) | ${pct(r.trivialAllBackground.dice)} | | | | |`);
-    lines.push(`| all foreground (trivial) | ${pct(r.trivialAllForeground.dice)} | | | | |`);
-  } else {
-    const r = results as { mdmHeads: { mIoU: { mean: number; std: number } }; supervisedUNet: { mIoU: number } | null };
-    lines.push(
-      "| method | mIoU (%) |",
-      "|---|---|",
-      `| ${method.toUpperCase()} + pixel MLP | ${fmt(r.mdmHeads.mIoU)} |`,
-    );
-    if (r.supervisedUNet) lines.push(`| supervised UNet | ${pct(r.supervisedUNet.mIoU)} |`);
-  }
-  lines.push(
-    "",
-    `Timings: heads ${trainSeconds.toFixed(1)} s (${(trainSeconds / a.heads).toFixed(1)} s each, epochs ${
-      headReports.map((r) => r.epochs).join(", ")
-    }), ` +
-      `test ${testSeconds.toFixed(1)} s; peak memory ${
-        peakMiB.toFixed(0)
-      } MiB; libtorch ${torchVersion()}, ${getNumThreads()} threads.`,
-    "",
-    `Overlays (image | ground truth | head 0${baseline ? " | supervised UNet" : ""}): \`${a.out}/overlays/\`.`,
-  );
-  await Deno.writeTextFile(`${a.out}/report.md`, lines.join("\n") + "\n");
-  console.log(lines.join("\n"));
+  });
+  const report = medicalReport(runInfo(a, ds, method, features, channels), {
+    heads: a.heads,
+    head,
+    overlap: a.overlap,
+    baselineLoss: a.baselineLoss,
+    overlaysDir,
+    peakResidentMiB: await peakResidentMiB(),
+  }, result);
+  await writeReport(a.out, report);
+  console.log(report.markdown);
   return 0;
 }
 

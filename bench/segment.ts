@@ -14,7 +14,7 @@
 // PyTorch runs twice per round: "reference" (per head, per window, full UNet forward with hooks)
 // and "shared" (each window's features computed once for all heads, still one window at a time).
 import { manualSeed, setNumThreads } from "../mod.ts";
-import { loadSynthetic } from "../src/data/segsets.ts";
+import { loadSynthetic } from "../src/data/datasets/synthetic_set.ts";
 import { PRESETS } from "../src/cli/pretrain_flags.ts";
 import { loadModelWeights } from "../src/io/checkpoint.ts";
 import { saveSafetensors } from "../src/io/safetensors.ts";

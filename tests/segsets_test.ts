@@ -17,18 +17,14 @@ import {
   type Region,
 } from "../src/data/polygons.ts";
 import { Rng } from "../src/data/rng.ts";
-import {
-  compareNatural,
-  DatasetError,
-  loadDdpmSeg,
-  loadFolderPair,
-  loadGlaS,
-  loadMoNuSeg,
-  loadSynthetic,
-  resizeImageBilinear,
-  resizeLabelNearest,
-  SegSplit,
-} from "../src/data/segsets.ts";
+import { DatasetError, SegSplit } from "../src/data/datasets/dataset.ts";
+import { loadDdpmSeg } from "../src/data/datasets/ddpm_seg.ts";
+import { compareNatural } from "../src/data/datasets/files.ts";
+import { loadFolderPair } from "../src/data/datasets/folder_pair.ts";
+import { loadGlaS } from "../src/data/datasets/glas.ts";
+import { loadMoNuSeg } from "../src/data/datasets/monuseg.ts";
+import { loadSynthetic } from "../src/data/datasets/synthetic_set.ts";
+import { resizeImageBilinear, resizeLabelNearest } from "../src/data/resize.ts";
 import { generateSynthetic } from "../src/data/synthetic.ts";
 import { encodeBase64 } from "../src/util/base64.ts";
 import { refTensor, type RefValue, torchRef } from "./helpers/torch_ref.ts";

@@ -3,6 +3,7 @@
 // majority vote of the heads at test time (whole images, no windows).
 import { noGrad } from "../autograd.ts";
 import { randperm, tensor } from "../create.ts";
+import type { SegSplit } from "../data/datasets/dataset.ts";
 import type { Image } from "../data/image.ts";
 import type { Device } from "../device.ts";
 import type { FloatDType } from "../dtype.ts";
@@ -15,6 +16,7 @@ import type { UNet } from "../models/unet/unet.ts";
 import { PixelClassifier } from "./classifier.ts";
 import { decoderFeatures, type FeatureOptions } from "./features.ts";
 import { imageTensor, type Labelled } from "./heads.ts";
+import { MeanIoU, type MeanStd, meanStd } from "./metrics.ts";
 
 type T = Tensor<FloatDType, Device>;
 
@@ -123,4 +125,53 @@ export function predictFaces(
       return Uint8Array.from(counts.argmax(1).toArray() as BigInt64Array, Number);
     })
   );
+}
+
+/** What the faces protocol measured: mIoU mean ± std over the seeds, and each seed's. */
+export interface FacesResult {
+  /** Names of the labelled training images. */
+  labelledImages: string[];
+  /** Labelled pixels held in memory and their feature channels. */
+  pixels: number;
+  channels: number;
+  testImages: number;
+  seeds: number[];
+  mIoU: MeanStd & { perSeed: number[] };
+  /** Wall time from collecting the pixels to the last vote. */
+  seconds: number;
+}
+
+/**
+ * ddpm-segmentation's protocol end to end: collects the pixels of `train`, then per seed trains 10
+ * heads (seeded `seed·100 + h`) and scores their majority vote on `test` by mIoU.
+ */
+export async function runFacesProtocol(
+  model: UNet,
+  train: readonly Labelled[],
+  test: SegSplit,
+  opts: FacesOptions,
+  seeds: readonly number[],
+): Promise<FacesResult> {
+  const t0 = performance.now();
+  const { x, y } = collectPixels(model, train, opts);
+  using _x = x, _y = y;
+  console.error(`faces protocol: ${x.size(0)} labelled pixels × ${x.size(1)} features in memory`);
+  const mious: number[] = [];
+  const testImages = await test.loadAll();
+  for (const seed of seeds) {
+    const heads = Array.from({ length: 10 }, (_, h) => trainFacesHead(x, y, opts, seed * 100 + h).classifier);
+    const acc = new MeanIoU(opts.classes);
+    for (const ex of testImages) acc.update(predictFaces(model, heads, ex.image, opts), ex.label);
+    mious.push(acc.mean());
+    heads.forEach((h) => h.parameters().forEach((p) => p.dispose()));
+  }
+  return {
+    labelledImages: train.map((ex) => ex.name),
+    pixels: x.size(0),
+    channels: x.size(1),
+    testImages: testImages.length,
+    seeds: [...seeds],
+    mIoU: { ...meanStd(mious), perSeed: mious },
+    seconds: (performance.now() - t0) / 1000,
+  };
 }
