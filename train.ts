@@ -11,6 +11,7 @@ import { readImage, writePng } from "./src/data/image.ts";
 import { ensureSyntheticDataset } from "./src/data/synthetic.ts";
 import { saveSafetensors } from "./src/io/safetensors.ts";
 import { listCheckpoints, readTrainState, restoreCheckpoint, saveCheckpoint } from "./src/mdm/checkpoint.ts";
+import { reconstruct } from "./src/mdm/pictures.ts";
 import { Pretrainer, type PretrainOptions } from "./src/mdm/pretrain.ts";
 import { grid, tensorToImages } from "./src/report/grid.ts";
 import { linePlotSvg } from "./src/report/plot.ts";
@@ -76,11 +77,11 @@ function readLog(path: string, upTo: number): LogEntry[] {
 async function writePicture(
   path: string,
   trainer: Pretrainer,
-  batch: Parameters<Pretrainer["reconstruct"]>[0],
+  batch: Parameters<typeof reconstruct>[1],
   ts: number[],
 ) {
   const rows = tidy(() => {
-    const recs = trainer.reconstruct(batch, ts);
+    const recs = reconstruct(trainer, batch, ts);
     const originals = tensorToImages(batch);
     const columns = recs.map((r) => [tensorToImages(r.input), tensorToImages(r.output)]);
     return originals.map((o, i) => [o, ...columns.flatMap(([inp, out]) => [inp[i], out[i]])]);
@@ -197,7 +198,7 @@ async function main(argv: string[]): Promise<number> {
   }
 
   saveSafetensors(`${out}/model.safetensors`, trainer.model.stateDict(), { format: "pt", method: options.method });
-  saveSafetensors(`${out}/ema.safetensors`, trainer.ema, { format: "pt", method: options.method });
+  saveSafetensors(`${out}/ema.safetensors`, trainer.ema.weights, { format: "pt", method: options.method });
   const smooth: [number, number][] = [];
   let avg = log[0]?.loss ?? 0;
   for (const e of log) smooth.push([e.step, avg = 0.9 * avg + 0.1 * e.loss]);

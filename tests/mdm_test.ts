@@ -2,11 +2,26 @@
 // (counts from the authors' float64 formula, checked in JS and Python), the SSIM map and loss
 // (SciPy's ndimage.correlate for the release's 5×5 window, scikit-image for Wang's 11×11, PyTorch
 // autograd for the loss gradient) and the DDPM schedules and q_sample (guided-diffusion's formulas
-// in numpy). Every Python case runs in one process; each comparison states its tolerance.
+// in numpy), and the trainer's pieces (each corruption against the function it wraps, the EMA
+// against its closed form). Every Python case runs in one process; each comparison states its tolerance.
 import assert from "node:assert/strict";
-import { F, type FloatDType, Generator, manualSeed, rand, randn, type Tensor, tensor } from "../mod.ts";
-import { betaSchedule, Diffusion } from "../src/mdm/ddpm.ts";
-import { maskPatches } from "../src/mdm/mask.ts";
+import {
+  F,
+  type FloatDType,
+  Generator,
+  manualSeed,
+  noGrad,
+  rand,
+  randint,
+  randn,
+  type Tensor,
+  tensor,
+} from "../mod.ts";
+import { betaSchedule, Diffusion, GaussianNoise } from "../src/mdm/ddpm.ts";
+import { Ema } from "../src/mdm/ema.ts";
+import { maskPatches, PatchMasking } from "../src/mdm/mask.ts";
+import { Linear } from "../src/nn/layers.ts";
+import { rootBuilder } from "../src/nn/module.ts";
 import { gaussian, ssim, ssimLoss } from "../src/mdm/ssim.ts";
 import {
   assertArrayClose,
@@ -551,4 +566,76 @@ Deno.test("DDPM: qSample and the loss against guided-diffusion in PyTorch", asyn
   await t.step("qSample rejects noise of another shape", () => {
     assert.throws(() => new Diffusion().qSample(x0, qT, randn([4, 3, 8, 9])), /differ in shape/);
   });
+});
+
+// ---------------------------------------------------------------------------------------------
+// The trainer's pieces: corruptions and EMA
+
+/** Bit-identical tensors (same shape, same values). */
+function assertSameTensor(a: Tensor, b: Tensor, what = "tensor"): void {
+  assert.deepEqual(a.shape, b.shape, `${what}: shape`);
+  assert.deepEqual(a.toArray(), b.toArray(), `${what}: values`);
+}
+
+Deno.test("corruptions: patch masking and Gaussian noise are maskPatches and qSample on their own streams", async (t) => {
+  const x = randn([3, 3, 16, 16]);
+  const base = { steps: 100, fixedT: null, device: DEVICE } as const;
+  const streams = (seed: number) => ({ mask: new Generator(seed, DEVICE), noise: new Generator(seed + 1, DEVICE) });
+  await t.step("PatchMasking: maskPatches with the mask stream; the target is the clean image", () => {
+    const c = new PatchMasking({ ...base, patchSize: 4, ratio: "release" });
+    const ts = c.timesteps(3, new Generator(5, DEVICE));
+    const expectedT = randint(0, 100, [3], { generator: new Generator(5, DEVICE) });
+    assert.deepEqual(ts.toArray(), expectedT.toArray());
+    const { input, target } = c.apply(x, ts, streams(1));
+    const want = maskPatches(x, ts, { patchSize: 4, steps: 100, generator: new Generator(1, DEVICE) }).images;
+    assertSameTensor(input, want);
+    assert.equal(target, x);
+  });
+  await t.step("GaussianNoise: qSample with noise from the noise stream; target noise or x0", () => {
+    for (const target of ["noise", "x0"] as const) {
+      const c = new GaussianNoise({ ...base, schedule: "linear", target });
+      const ts = tensor(BigInt64Array.from([0n, 50n, 99n]), { device: DEVICE });
+      const got = c.apply(x, ts, streams(1));
+      const eps = randn([3, 3, 16, 16], { generator: new Generator(2, DEVICE) });
+      assertSameTensor(got.input, new Diffusion("linear", 100).qSample(x, ts, eps));
+      assertSameTensor(got.target, target === "noise" ? eps : x);
+    }
+  });
+  await t.step("a fixed timestep draws nothing", () => {
+    const g = new Generator(9, DEVICE), before = g.state;
+    const ts = new PatchMasking({ ...base, fixedT: 42, patchSize: 4, ratio: "paper" }).timesteps(4, g);
+    assert.deepEqual([...ts.toArray()], [42n, 42n, 42n, 42n]);
+    assert.deepEqual(g.state, before);
+  });
+});
+
+Deno.test("Ema: the average after updates, swapping into the model and back, loading with a missing key named", () => {
+  const model = new Linear(rootBuilder(), 3, 2);
+  const start = new Map(model.namedParameters().map(([k, p]) => [k, p.clone()]));
+  const ema = new Ema(model, 0.9);
+  // Two updates toward new weights: ema = 0.9·(0.9·w0 + 0.1·w1) + 0.1·w2, in float32 steps.
+  const w1 = new Map([...start].map(([k, w]) => [k, w.add(1)]));
+  const w2 = new Map([...start].map(([k, w]) => [k, w.mul(-2)]));
+  for (const next of [w1, w2]) {
+    noGrad(() => model.namedParameters().forEach(([k, p]) => p.copy_(next.get(k)!)));
+    ema.update();
+  }
+  for (const [k, w0] of start) {
+    const [a, b, c] = [w0, w1.get(k)!, w2.get(k)!].map((w) => Array.from(w.toArray() as Float32Array));
+    const expected = a.map((_, i) => 0.81 * a[i] + 0.09 * b[i] + 0.1 * c[i]);
+    assertArrayClose(
+      Array.from(ema.weights.get(k)!.toArray() as Float32Array),
+      expected,
+      { rtol: 1e-6, atol: 1e-6 },
+      k,
+    );
+  }
+  const swapBack = ema.swapIntoModel();
+  for (const [k, p] of model.namedParameters()) assertSameTensor(p, ema.weights.get(k)!, `swapped ${k}`);
+  swapBack();
+  for (const [k, p] of model.namedParameters()) assertSameTensor(p, w2.get(k)!, `restored ${k}`);
+  assert.throws(
+    () => ema.load(new Map([["weight", w1.get("weight")!]]), "ema.safetensors"),
+    /ema\.safetensors: missing bias/,
+  );
 });

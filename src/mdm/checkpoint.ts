@@ -4,7 +4,6 @@
 import { loadSafetensors, saveSafetensors } from "../io/safetensors.ts";
 import { writeAll, writeFileAtomic } from "../io/atomic.ts";
 import { getRngState, setRngState } from "../random.ts";
-import { noGrad } from "../autograd.ts";
 import { decodeBase64, encodeBase64 } from "../util/base64.ts";
 import type { Pretrainer, PretrainOptions } from "./pretrain.ts";
 
@@ -63,18 +62,18 @@ export function saveCheckpoint(
   Deno.mkdirSync(tmp);
   try {
     saveSafetensors(`${tmp}/model.safetensors`, trainer.model.stateDict());
-    saveSafetensors(`${tmp}/ema.safetensors`, trainer.ema);
+    saveSafetensors(`${tmp}/ema.safetensors`, trainer.ema.weights);
     const opt = trainer.optimizer.stateBytes();
     writeFileAtomic(`${tmp}/optimizer.bin`, (f) => writeAll(f, opt));
     const state: TrainState = {
       version: CHECKPOINT_VERSION,
       step: trainer.step,
-      options: trainer.o,
+      options: trainer.options,
       rng: {
         timesteps: encodeBase64(trainer.rng.timesteps.state),
         mask: encodeBase64(trainer.rng.mask.state),
         noise: encodeBase64(trainer.rng.noise.state),
-        global: encodeBase64(getRngState(trainer.o.device)),
+        global: encodeBase64(getRngState(trainer.options.device)),
       },
       data: extra.data,
       seconds: extra.seconds,
@@ -131,21 +130,15 @@ export function readTrainState(path: string): TrainState {
 
 /** Restores weights, EMA, optimizer and random streams into a trainer built with the same options. */
 export function restoreCheckpoint(path: string, trainer: Pretrainer, state = readTrainState(path)): TrainState {
-  using model = loadSafetensors(`${path}/model.safetensors`, { device: trainer.o.device });
+  using model = loadSafetensors(`${path}/model.safetensors`, { device: trainer.options.device });
   trainer.model.loadStateDict(model);
-  using ema = loadSafetensors(`${path}/ema.safetensors`, { device: trainer.o.device });
-  noGrad(() => {
-    for (const [k, t] of trainer.ema) {
-      const saved = ema.get(k);
-      if (!saved) throw new Error(`${path}/ema.safetensors: missing ${k}`);
-      t.copy_(saved);
-    }
-  });
+  using ema = loadSafetensors(`${path}/ema.safetensors`, { device: trainer.options.device });
+  trainer.ema.load(ema, `${path}/ema.safetensors`);
   trainer.optimizer.loadStateBytes(Deno.readFileSync(`${path}/optimizer.bin`));
   trainer.rng.timesteps.state = decodeBase64(state.rng.timesteps);
   trainer.rng.mask.state = decodeBase64(state.rng.mask);
   trainer.rng.noise.state = decodeBase64(state.rng.noise);
-  setRngState(decodeBase64(state.rng.global), trainer.o.device);
+  setRngState(decodeBase64(state.rng.global), trainer.options.device);
   trainer.step = state.step;
   return state;
 }

@@ -1,10 +1,12 @@
 // The DDPM baseline (REFERENCE §4): beta schedules, closed-form q_sample, and the training loss.
-import { tensor } from "../create.ts";
+import { randn, tensor } from "../create.ts";
 import type { Device } from "../device.ts";
 import type { FloatDType } from "../dtype.ts";
 import { mseLoss } from "../functional.ts";
+import type { Generator } from "../random.ts";
 import { tidy } from "../scope.ts";
 import type { Tensor } from "../tensor.ts";
+import { type Corrupted, type Corruption, type CorruptionStreams, uniformTimesteps } from "./corruption.ts";
 
 export type BetaSchedule = "linear" | "cosine";
 
@@ -73,5 +75,36 @@ export class Diffusion {
     target: "noise" | "x0" = "noise",
   ): Tensor<FloatDType, V> {
     return mseLoss(output, target === "noise" ? noise : x0);
+  }
+}
+
+/**
+ * DDPM's corruption: q_sample with fresh Gaussian noise; the target is that noise (guided-diffusion's
+ * epsilon objective) or the clean image.
+ */
+export class GaussianNoise implements Corruption {
+  readonly diffusion: Diffusion;
+
+  constructor(
+    readonly opts: {
+      schedule: BetaSchedule;
+      /** Diffusion steps T. */
+      steps: number;
+      target: "noise" | "x0";
+      /** Train at this timestep only, or null for uniform timesteps. */
+      fixedT: number | null;
+      device: Device;
+    },
+  ) {
+    this.diffusion = new Diffusion(opts.schedule, opts.steps);
+  }
+
+  timesteps(n: number, generator: Generator): Tensor<"int64", Device> {
+    return uniformTimesteps(n, this.opts.steps, this.opts.fixedT, this.opts.device, generator);
+  }
+
+  apply(x0: Tensor<FloatDType, Device>, t: Tensor<"int64", Device>, streams: CorruptionStreams): Corrupted {
+    const noise = randn(x0.shape, { device: x0.device, generator: streams.noise });
+    return { input: this.diffusion.qSample(x0, t, noise), target: this.opts.target === "noise" ? noise : x0 };
   }
 }

@@ -5,6 +5,7 @@ import type { FloatDType } from "../dtype.ts";
 import type { Generator } from "../random.ts";
 import { tidy } from "../scope.ts";
 import type { Tensor } from "../tensor.ts";
+import { type Corrupted, type Corruption, type CorruptionStreams, uniformTimesteps } from "./corruption.ts";
 
 export interface MaskOptions {
   /** Patch side in pixels (8 in the paper). */
@@ -64,4 +65,33 @@ export function maskPatches<V extends Device>(
     const images = x.maskedFill(pixels.expand(b, c, h, w), 0);
     return { images, mask };
   });
+}
+
+/** MDM's corruption: patches masked at a timestep-set ratio; the target is the clean image. */
+export class PatchMasking implements Corruption {
+  constructor(
+    readonly opts: {
+      patchSize: number;
+      /** Diffusion steps T. */
+      steps: number;
+      ratio: "release" | "paper";
+      /** Train at this timestep only, or null for uniform timesteps. */
+      fixedT: number | null;
+      device: Device;
+    },
+  ) {}
+
+  timesteps(n: number, generator: Generator): Tensor<"int64", Device> {
+    return uniformTimesteps(n, this.opts.steps, this.opts.fixedT, this.opts.device, generator);
+  }
+
+  apply(x0: Tensor<FloatDType, Device>, t: Tensor<"int64", Device>, streams: CorruptionStreams): Corrupted {
+    const { images } = maskPatches(x0, t, {
+      patchSize: this.opts.patchSize,
+      steps: this.opts.steps,
+      ratio: this.opts.ratio,
+      generator: streams.mask,
+    });
+    return { input: images, target: x0 };
+  }
 }

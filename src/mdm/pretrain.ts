@@ -1,23 +1,23 @@
-// One pre-training run's state and step: MDM (patch masking, x0 prediction, SSIM loss by default)
-// or the DDPM baseline (Gaussian noise, epsilon prediction, MSE), with gradient accumulation,
-// AdamW, EMA, and everything exact resume needs.
-import { noGrad } from "../autograd.ts";
-import { full, randint, randn } from "../create.ts";
+// The pre-training loop: a step corrupts each micro-batch (MDM's patch masking or DDPM's Gaussian
+// noise, see corruption.ts), regresses the target with the chosen loss, accumulates gradients, then
+// steps AdamW and the EMA. The trainer owns everything exact resume needs (checkpoint.ts saves it).
+import { l1Loss, mseLoss } from "../functional.ts";
 import type { Device } from "../device.ts";
 import type { FloatDType } from "../dtype.ts";
-import { l1Loss, mseLoss } from "../functional.ts";
 import { AdamW } from "../optim.ts";
 import { Generator, manualSeed } from "../random.ts";
-import { keep, tidy } from "../scope.ts";
+import { tidy } from "../scope.ts";
 import type { Tensor } from "../tensor.ts";
 import { rootBuilder } from "../nn/module.ts";
 import type { UNetConfig } from "../models/unet/config.ts";
 import { UNet } from "../models/unet/unet.ts";
-import { type BetaSchedule, Diffusion } from "./ddpm.ts";
-import { maskPatches } from "./mask.ts";
+import type { Corruption, CorruptionStreams } from "./corruption.ts";
+import { type BetaSchedule, GaussianNoise } from "./ddpm.ts";
+import { Ema } from "./ema.ts";
+import { PatchMasking } from "./mask.ts";
 import { ssimLoss } from "./ssim.ts";
 
-type T = Tensor<FloatDType, Device>;
+type Images = Tensor<FloatDType, Device>;
 
 export interface PretrainOptions {
   method: "mdm" | "ddpm";
@@ -67,138 +67,80 @@ export interface StepResult {
   loss: number;
 }
 
+/** The corruption of `options.method`. */
+export function corruptionOf(options: PretrainOptions): Corruption {
+  const { diffusionSteps: steps, fixedT, device } = options;
+  switch (options.method) {
+    case "mdm":
+      return new PatchMasking({ patchSize: options.patchSize, steps, ratio: options.maskRatio, fixedT, device });
+    case "ddpm":
+      return new GaussianNoise({ schedule: options.schedule, steps, target: options.ddpmTarget, fixedT, device });
+  }
+}
+
+const LOSSES: Record<PretrainOptions["loss"], (output: Images, target: Images) => Images> = {
+  ssim: ssimLoss,
+  mse: mseLoss,
+  l1: l1Loss,
+};
+
 export class Pretrainer {
   readonly model: UNet;
-  /** EMA copies of the parameters, keyed like the model's state dict. */
-  readonly ema: Map<string, T>;
+  readonly ema: Ema;
   readonly optimizer: AdamW;
-  readonly diffusion: Diffusion;
+  readonly corruption: Corruption;
   /** Independent streams, so that e.g. changing the mask code does not shift the timesteps. */
-  readonly rng: { timesteps: Generator; mask: Generator; noise: Generator };
+  readonly rng: { timesteps: Generator } & CorruptionStreams;
   step = 0;
 
-  constructor(readonly o: PretrainOptions) {
-    if (o.batch % o.microBatch !== 0) {
-      throw new RangeError(`batch ${o.batch} is not a multiple of microBatch ${o.microBatch}`);
+  /** @throws RangeError for a batch that is not a multiple of the micro-batch, or a fixedT outside [0, T). */
+  constructor(readonly options: PretrainOptions) {
+    if (options.batch % options.microBatch !== 0) {
+      throw new RangeError(`batch ${options.batch} is not a multiple of microBatch ${options.microBatch}`);
     }
-    if (o.fixedT !== null && !(Number.isInteger(o.fixedT) && o.fixedT >= 0 && o.fixedT < o.diffusionSteps)) {
-      throw new RangeError(`fixedT must be an integer in [0, ${o.diffusionSteps}), got ${o.fixedT}`);
+    const { fixedT, diffusionSteps } = options;
+    if (fixedT !== null && !(Number.isInteger(fixedT) && fixedT >= 0 && fixedT < diffusionSteps)) {
+      throw new RangeError(`fixedT must be an integer in [0, ${diffusionSteps}), got ${fixedT}`);
     }
     // The initial weights come from the global generator: seed it, so that `seed` decides them too
     // (and the dropout stream that continues from it).
-    manualSeed(o.seed);
-    this.model = new UNet(o.unet, rootBuilder({ device: o.device }));
-    this.ema = noGrad(() => new Map(this.model.namedParameters().map(([k, p]) => [k, keep(p.clone())])));
-    this.optimizer = new AdamW(this.model.parameters(), { lr: o.lr, weightDecay: o.weightDecay });
-    this.diffusion = new Diffusion(o.schedule, o.diffusionSteps);
+    manualSeed(options.seed);
+    this.model = new UNet(options.unet, rootBuilder({ device: options.device }));
+    this.ema = new Ema(this.model, options.emaRate);
+    this.optimizer = new AdamW(this.model.parameters(), { lr: options.lr, weightDecay: options.weightDecay });
+    this.corruption = corruptionOf(options);
+    const { seed, device } = options;
     this.rng = {
-      timesteps: new Generator(o.seed * 3 + 1, o.device),
-      mask: new Generator(o.seed * 3 + 2, o.device),
-      noise: new Generator(o.seed * 3 + 3, o.device),
+      timesteps: new Generator(seed * 3 + 1, device),
+      mask: new Generator(seed * 3 + 2, device),
+      noise: new Generator(seed * 3 + 3, device),
     };
   }
 
-  /** The corrupted input and the regression target of the method, for a batch of clean images. */
-  corrupt(
-    x0: T,
-    t: Tensor<"int64", Device>,
-    rng: { mask: Generator; noise: Generator } = this.rng,
-  ): { input: T; target: T } {
-    const o = this.o;
-    if (o.method === "mdm") {
-      const { images } = maskPatches(x0, t, {
-        patchSize: o.patchSize,
-        steps: o.diffusionSteps,
-        ratio: o.maskRatio,
-        generator: rng.mask,
-      });
-      return { input: images, target: x0 };
-    }
-    const noise = randn(x0.shape, { device: x0.device, generator: rng.noise });
-    return { input: this.diffusion.qSample(x0, t, noise), target: o.ddpmTarget === "noise" ? noise : x0 };
-  }
-
-  /** Reconstruction loss between the model output and the target. */
-  lossOf(output: T, target: T): T {
-    switch (this.o.loss) {
-      case "ssim":
-        return ssimLoss(output, target);
-      case "mse":
-        return mseLoss(output, target);
-      case "l1":
-        return l1Loss(output, target);
-    }
-  }
-
-  timesteps(n: number): Tensor<"int64", Device> {
-    const o = this.o;
-    if (o.fixedT !== null) return full([n], o.fixedT, { dtype: "int64", device: o.device });
-    return randint(0, o.diffusionSteps, [n], { device: o.device, generator: this.rng.timesteps });
-  }
-
   /** One optimizer step on a batch [B, 3, S, S] in [-1, 1]. */
-  trainStep(batch: T): StepResult {
-    const o = this.o;
-    if (batch.ndim !== 4 || batch.size(0) !== o.batch) {
-      throw new TypeError(`trainStep: batch must be [${o.batch}, C, H, W], got [${batch.shape.join(", ")}]`);
+  trainStep(batch: Images): StepResult {
+    const { batch: size, microBatch } = this.options;
+    if (batch.ndim !== 4 || batch.size(0) !== size) {
+      throw new TypeError(`trainStep: batch must be [${size}, C, H, W], got [${batch.shape.join(", ")}]`);
     }
+    const lossOf = LOSSES[this.options.loss];
     let total = 0;
     tidy(() => {
       this.optimizer.zeroGrad();
-      for (const micro of batch.split(o.microBatch, 0)) {
+      for (const micro of batch.split(microBatch, 0)) {
         tidy(() => {
-          const t = this.timesteps(micro.size(0));
-          const { input, target } = this.corrupt(micro, t);
+          const t = this.corruption.timesteps(micro.size(0), this.rng.timesteps);
+          const { input, target } = this.corruption.apply(micro, t, this.rng);
           const { output } = this.model.forward(input, t);
-          const loss = this.lossOf(output!, target).mul(micro.size(0) / o.batch);
+          const loss = lossOf(output!, target).mul(micro.size(0) / size);
           loss.backward();
           total += loss.item();
         });
       }
       this.optimizer.step();
-      noGrad(() => {
-        for (const [k, p] of this.model.namedParameters()) this.ema.get(k)!.lerp_(p, 1 - o.emaRate);
-      });
+      this.ema.update();
     });
     this.step++;
     return { step: this.step, loss: total };
-  }
-
-  /**
-   * Reconstructions at given timesteps, for the progress pictures. The corruption comes from a
-   * fixed seed: pictures from different steps show the same masks, and training's streams are
-   * left untouched.
-   */
-  reconstruct(x0: T, ts: number[], weights: "model" | "ema" = "model"): { t: number; input: T; output: T }[] {
-    return noGrad(() =>
-      tidy(() => {
-        const swap = weights === "ema" ? this.#swapEma() : null;
-        using mask = new Generator(this.o.seed + 7919, this.o.device);
-        using noise = new Generator(this.o.seed + 7920, this.o.device);
-        try {
-          this.model.eval();
-          return ts.map((t) => {
-            const steps = full([x0.size(0)], t, { dtype: "int64", device: x0.device });
-            const { input } = this.corrupt(x0, steps, { mask, noise });
-            return { t, input, output: this.model.forward(input, steps).output! };
-          });
-        } finally {
-          this.model.train();
-          swap?.();
-        }
-      })
-    );
-  }
-
-  /** Puts the EMA weights into the model; returns the function that puts the originals back. */
-  #swapEma(): () => void {
-    const saved = new Map(this.model.namedParameters().map(([k, p]) => [k, keep(p.clone())]));
-    for (const [k, p] of this.model.namedParameters()) p.copy_(this.ema.get(k)!);
-    return () => {
-      noGrad(() => {
-        for (const [k, p] of this.model.namedParameters()) p.copy_(saved.get(k)!);
-      });
-      for (const t of saved.values()) t.dispose();
-    };
   }
 }
