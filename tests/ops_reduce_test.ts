@@ -1,60 +1,21 @@
 // Reductions, sorting and linear algebra, each checked against Debian's PyTorch (the same libtorch
-// build) on the same inputs.
+// build) on the same inputs, with gradients where the op is differentiable
+// (tests/helpers/op_harness.ts).
 import assert from "node:assert/strict";
-import { F, manualSeed, randint, randn, Tensor, tensor, tidy } from "../mod.ts";
-import { isFloat } from "../src/dtype.ts";
-import { assertClose, type RefCase, type RefValue, type Tolerance, torchRef } from "./helpers/torch_ref.ts";
-
-// ---- harness: every case of the file goes to PyTorch in one batch (one Python start)
-
-type Out = Tensor | readonly Tensor[];
-interface Case extends RefCase {
-  mdm: () => Out;
-  /** Tolerance for floating-point results; integer and bool results must match exactly. */
-  tol?: Tolerance;
-  checkDtype?: boolean;
-}
+import { manualSeed, randint, randn, type Tensor, tensor, tidy } from "../mod.ts";
+import { type OpCase, OpSuite } from "./helpers/op_harness.ts";
+import { assertClose } from "./helpers/torch_ref.ts";
 
 // Same kernels on both sides; the slack covers mdm running on several threads (the reference on
 // one), which can change summation order and BLAS blocking.
-const DEFAULT_TOL: Record<string, Tolerance> = {
+const suite = new OpSuite({
   float32: { rtol: 1e-5, atol: 1e-5 },
   float64: { rtol: 1e-12, atol: 1e-12 },
   float16: { rtol: 1e-3, atol: 1e-3 },
   bfloat16: { rtol: 1e-2, atol: 1e-2 },
-};
-const EXACT: Tolerance = { rtol: 0, atol: 0 };
+});
 
-const groups = new Map<string, Record<string, Case>>();
-let refs: Promise<Record<string, RefValue>> | undefined;
-
-function allRefs(): Promise<Record<string, RefValue>> {
-  refs ??= torchRef(
-    Object.fromEntries([...groups].flatMap(([g, cases]) => Object.entries(cases).map(([n, c]) => [`${g}/${n}`, c]))),
-  );
-  return refs;
-}
-
-function compare(out: Out, ref: RefValue, c: Case, what: string): void {
-  const one = (t: Tensor, r: RefValue, w: string) =>
-    assertClose(t, r, { ...(isFloat(t.dtype) ? c.tol ?? DEFAULT_TOL[t.dtype] : EXACT), checkDtype: c.checkDtype }, w);
-  if (out instanceof Tensor) return one(out, ref, what);
-  if (!Array.isArray(ref) || ref.length !== out.length) throw new Error(`${what}: PyTorch gave ${JSON.stringify(ref)}`);
-  out.forEach((t, i) => one(t, ref[i], `${what}[${i}]`));
-}
-
-/** Registers a group of cases as one test with a step per case. */
-function opTest(group: string, cases: Record<string, Case>): void {
-  groups.set(group, cases);
-  Deno.test(group, async (t) => {
-    const ref = await allRefs();
-    for (const [name, c] of Object.entries(cases)) {
-      await t.step(name, () => tidy(() => compare(c.mdm(), ref[`${group}/${name}`], c, name)));
-    }
-  });
-}
-
-const pyDims = (d: number | readonly number[]) => (typeof d === "number" ? String(d) : `(${d.join(", ")},)`);
+type Dims = number | number[] | undefined;
 
 // ---- inputs (seeded; PyTorch receives their values, not the seed)
 
@@ -70,18 +31,16 @@ const wide = x.mul(50); // logsumexp must not overflow
 
 // ---- sum, mean, amax, amin, logsumexp
 
-type Reducer = "sum" | "mean" | "amax" | "amin";
 // Dims lists in every order and sign: a reduction must not depend on how they are spelled.
 const DIMS: (number | number[])[] = [1, -1, [0, 2], [2, 0], [-1, 0], [1, 0]];
 
-function reduce(op: Reducer, t: Tensor, dim?: number | number[], keepdim = false): Case {
-  const args = dim === undefined
-    ? (keepdim ? `dim=(0, 1, 2), keepdim=True` : "")
-    : `${pyDims(dim)}, keepdim=${keepdim ? "True" : "False"}`;
-  return { code: `torch.${op}(t${args ? ", " + args : ""})`, inputs: { t }, mdm: () => t[op](dim, keepdim) };
-}
+/** `t.op(dim, keepdim)`; without a dim, a reduction over everything. */
+const reduce = (op: string, t: Tensor, dim?: Dims, keepdim = false): OpCase => ({
+  op,
+  args: keepdim ? [t, dim, true] : dim === undefined ? [t] : [t, dim],
+});
 
-const reducerCases = (op: Reducer): Record<string, Case> => ({
+const reducerCases = (op: string): Record<string, OpCase> => ({
   [`${op} all`]: reduce(op, x),
   [`${op} all keepdim`]: reduce(op, x, undefined, true),
   ...Object.fromEntries(DIMS.flatMap((d) => [
@@ -92,7 +51,7 @@ const reducerCases = (op: Reducer): Record<string, Case> => ({
   [`${op} float16 dims [0, 2]`]: reduce(op, x16, [0, 2]),
 });
 
-opTest("sum mean amax amin", {
+suite.test("sum mean amax amin", {
   ...reducerCases("sum"),
   ...reducerCases("mean"),
   ...reducerCases("amax"),
@@ -104,73 +63,45 @@ opTest("sum mean amax amin", {
   "amin int32 keepdim": reduce("amin", xi32, 2, true),
 });
 
-opTest("logsumexp", {
-  "dim 1": { code: "torch.logsumexp(t, 1)", inputs: { t: wide }, mdm: () => wide.logsumexp(1) },
-  "dim -1 keepdim": {
-    code: "torch.logsumexp(t, -1, keepdim=True)",
-    inputs: { t: wide },
-    mdm: () => wide.logsumexp(-1, true),
-  },
-  "dims [0, 2]": { code: "torch.logsumexp(t, (0, 2))", inputs: { t: wide }, mdm: () => wide.logsumexp([0, 2]) },
-  "dims [2, 0] keepdim": {
-    code: "torch.logsumexp(t, (2, 0), keepdim=True)",
-    inputs: { t: x },
-    mdm: () => x.logsumexp([2, 0], true),
-  },
-  "float64": { code: "torch.logsumexp(t, 0)", inputs: { t: x64 }, mdm: () => x64.logsumexp(0) },
+suite.test("logsumexp", {
+  "dim 1": reduce("logsumexp", wide, 1),
+  "dim -1 keepdim": reduce("logsumexp", wide, -1, true),
+  "dims [0, 2]": reduce("logsumexp", wide, [0, 2]),
+  "dims [2, 0] keepdim": reduce("logsumexp", x, [2, 0], true),
+  "float64": reduce("logsumexp", x64, 0),
 });
 
-// ---- all, any (1.13 reduces one dim at a time, so the reference counts non-zeros instead)
+// ---- all, any (1.13 reduces one dim at a time, so over several dims the reference counts
+// non-zeros instead: see the op table)
 
-function allAny(op: "all" | "any", t: Tensor, dim?: number | number[], keepdim = false): Case {
-  const d = dim === undefined ? "(0, 1, 2)" : pyDims(dim);
-  const count = `(t != 0).sum(${d}, keepdim=${keepdim ? "True" : "False"})`;
-  const size = dim === undefined
-    ? "t.numel()"
-    : `np.prod([t.shape[i] for i in ${typeof dim === "number" ? `[${dim}]` : d}])`;
-  return {
-    code: op === "all" ? `${count} == ${size}` : `${count} > 0`,
-    inputs: { t },
-    mdm: () => t[op](dim, keepdim),
-  };
-}
-
-opTest("all any", {
-  ...Object.fromEntries((["all", "any"] as const).flatMap((op) => [
-    [`${op} everything`, allAny(op, sparse)],
-    [`${op} everything keepdim`, allAny(op, sparse, undefined, true)],
+suite.test("all any", {
+  ...Object.fromEntries(["all", "any"].flatMap((op) => [
+    [`${op} everything`, reduce(op, sparse)],
+    [`${op} everything keepdim`, reduce(op, sparse, undefined, true)],
     ...DIMS.flatMap((d) => [
-      [`${op} dim ${d}`, allAny(op, sparse, d)],
-      [`${op} dim ${d} keepdim`, allAny(op, sparse, d, true)],
+      [`${op} dim ${d}`, reduce(op, sparse, d)],
+      [`${op} dim ${d} keepdim`, reduce(op, sparse, d, true)],
     ]),
-    [`${op} bool`, allAny(op, xb, 2)],
-    [`${op} float`, allAny(op, x.relu(), [1, 2])],
+    [`${op} bool`, reduce(op, xb, 2)],
+    [`${op} float`, reduce(op, x.relu(), [1, 2])],
   ])),
-  "all builtin one dim": { code: "t.all(1)", inputs: { t: xb }, mdm: () => xb.all(1) },
-  "any builtin everything": { code: "t.any()", inputs: { t: xb }, mdm: () => xb.any() },
+  "all builtin one dim": reduce("all", xb, 1),
+  "any builtin everything": reduce("any", xb),
   // PyTorch keeps uint8 for uint8 inputs; mdm always answers bool (the values agree).
-  "all uint8 values": {
-    code: "t.to(torch.uint8).all(1)",
-    inputs: { t: sparse },
-    mdm: () => sparse.to("uint8").all(1),
-    checkDtype: false,
-  },
+  "all uint8 values": { ...reduce("all", sparse.to("uint8"), 1), checkDtype: false },
 });
 
 // ---- var, std
 
-function moment(op: "var" | "std", t: Tensor, dim: number | number[] | undefined, unbiased: boolean, keepdim: boolean) {
-  const d = dim === undefined ? "None" : pyDims(dim);
-  return {
-    code: `torch.${op}(t, ${d}, unbiased=${unbiased ? "True" : "False"}, keepdim=${keepdim ? "True" : "False"})`,
-    inputs: { t },
-    mdm: () => t[op](dim, { unbiased, keepdim }),
-  };
-}
+const moment = (op: string, t: Tensor, dim: Dims, unbiased: boolean, keepdim: boolean): OpCase => ({
+  op,
+  args: [t, dim],
+  kwargs: { unbiased, keepdim },
+});
 
-opTest("var std", {
+suite.test("var std", {
   ...Object.fromEntries(
-    (["var", "std"] as const).flatMap((op) =>
+    ["var", "std"].flatMap((op) =>
       [undefined, 1, -1, [0, 2], [2, 0]].flatMap((d) =>
         [true, false].flatMap((unbiased) =>
           [false, true].map((keepdim) => [
@@ -181,61 +112,43 @@ opTest("var std", {
       )
     ),
   ),
-  "var default is unbiased": { code: "torch.var(t)", inputs: { t: x }, mdm: () => x.var() },
-  "std default is unbiased": { code: "torch.std(t, 1)", inputs: { t: x }, mdm: () => x.std(1) },
+  "var default is unbiased": { op: "var", args: [x] },
+  "std default is unbiased": { op: "std", args: [x, 1] },
   "var float64": moment("var", x64, 2, true, false),
-  "std of one element is NaN": {
-    code: "torch.std(t[:, :, :1], 2)",
-    inputs: { t: x },
-    mdm: () => x.narrow(2, 0, 1).std(2),
-  },
+  "std of one element is NaN": { op: "std", args: [x.narrow(2, 0, 1), 2] },
 });
 
 // ---- max/min along a dim, argmax/argmin, sort, topk, cumsum
 
-opTest("max min arg sort topk cumsum", {
-  "max dim 1": { code: "torch.max(t, 1)", inputs: { t: x }, mdm: () => x.max(1) },
-  "max dim -1 keepdim": { code: "torch.max(t, -1, keepdim=True)", inputs: { t: x }, mdm: () => x.max(-1, true) },
-  "min dim 0": { code: "torch.min(t, 0)", inputs: { t: x }, mdm: () => x.min(0) },
-  "min dim 2 keepdim": { code: "torch.min(t, 2, keepdim=True)", inputs: { t: x }, mdm: () => x.min(2, true) },
-  "max int64": { code: "torch.max(t, 1)", inputs: { t: xi }, mdm: () => xi.max(1) },
-  "min float64": { code: "torch.min(t, 1)", inputs: { t: x64 }, mdm: () => x64.min(1) },
-  "argmax flat": { code: "torch.argmax(t)", inputs: { t: x }, mdm: () => x.argmax() },
-  "argmin flat": { code: "torch.argmin(t)", inputs: { t: x }, mdm: () => x.argmin() },
-  "argmax flat keepdim": {
-    code: "torch.argmax(t, keepdim=True)",
-    inputs: { t: x },
-    mdm: () => x.argmax(undefined, true),
-  },
-  "argmax dim 1": { code: "torch.argmax(t, 1)", inputs: { t: x }, mdm: () => x.argmax(1) },
-  "argmin dim -1 keepdim": {
-    code: "torch.argmin(t, -1, keepdim=True)",
-    inputs: { t: x },
-    mdm: () => x.argmin(-1, true),
-  },
-  "argmax int32": { code: "torch.argmax(t, 2)", inputs: { t: xi32 }, mdm: () => xi32.argmax(2) },
-  "argsort default": { code: "torch.argsort(t)", inputs: { t: x }, mdm: () => x.argsort() },
-  "argsort dim 0 descending": {
-    code: "torch.argsort(t, 0, descending=True)",
-    inputs: { t: x },
-    mdm: () => x.argsort(0, true),
-  },
-  "sort default": { code: "torch.sort(t)", inputs: { t: x }, mdm: () => x.sort() },
-  "sort dim 1 descending": { code: "torch.sort(t, 1, descending=True)", inputs: { t: x }, mdm: () => x.sort(1, true) },
-  "sort float64": { code: "torch.sort(t, -1)", inputs: { t: x64 }, mdm: () => x64.sort(-1) },
-  "topk 2 largest": { code: "torch.topk(t, 2)", inputs: { t: x }, mdm: () => x.topk(2) },
-  "topk 2 smallest dim 1": {
-    code: "torch.topk(t, 2, 1, largest=False)",
-    inputs: { t: x },
-    mdm: () => x.topk(2, 1, false),
-  },
-  "topk 1 dim 0": { code: "torch.topk(t, 1, 0)", inputs: { t: x }, mdm: () => x.topk(1, 0) },
-  "topk all of a dim": { code: "torch.topk(t, 4, -1)", inputs: { t: x }, mdm: () => x.topk(4, -1) },
-  "cumsum dim 0": { code: "torch.cumsum(t, 0)", inputs: { t: x }, mdm: () => x.cumsum(0) },
-  "cumsum dim -1": { code: "torch.cumsum(t, -1)", inputs: { t: x }, mdm: () => x.cumsum(-1) },
-  "cumsum int32 -> int64": { code: "torch.cumsum(t, 1)", inputs: { t: xi32 }, mdm: () => xi32.cumsum(1) },
-  "cumsum bool -> int64": { code: "torch.cumsum(t, 2)", inputs: { t: xb }, mdm: () => xb.cumsum(2) },
-  "cumsum float64": { code: "torch.cumsum(t, 1)", inputs: { t: x64 }, mdm: () => x64.cumsum(1) },
+const op = (name: string, ...args: OpCase["args"]): OpCase => ({ op: name, args });
+
+suite.test("max min arg sort topk cumsum", {
+  "max dim 1": op("max", x, 1),
+  "max dim -1 keepdim": op("max", x, -1, true),
+  "min dim 0": op("min", x, 0),
+  "min dim 2 keepdim": op("min", x, 2, true),
+  "max int64": op("max", xi, 1),
+  "min float64": op("min", x64, 1),
+  "argmax flat": op("argmax", x),
+  "argmin flat": op("argmin", x),
+  "argmax flat keepdim": op("argmax", x, undefined, true),
+  "argmax dim 1": op("argmax", x, 1),
+  "argmin dim -1 keepdim": op("argmin", x, -1, true),
+  "argmax int32": op("argmax", xi32, 2),
+  "argsort default": op("argsort", x),
+  "argsort dim 0 descending": op("argsort", x, 0, true),
+  "sort default": op("sort", x),
+  "sort dim 1 descending": op("sort", x, 1, true),
+  "sort float64": op("sort", x64, -1),
+  "topk 2 largest": op("topk", x, 2),
+  "topk 2 smallest dim 1": op("topk", x, 2, 1, false),
+  "topk 1 dim 0": op("topk", x, 1, 0),
+  "topk all of a dim": op("topk", x, 4, -1),
+  "cumsum dim 0": op("cumsum", x, 0),
+  "cumsum dim -1": op("cumsum", x, -1),
+  "cumsum int32 -> int64": op("cumsum", xi32, 1),
+  "cumsum bool -> int64": op("cumsum", xb, 2),
+  "cumsum float64": op("cumsum", x64, 1),
 });
 
 // ---- linear algebra
@@ -258,52 +171,30 @@ const i45 = randint(-3, 4, [4, 5]);
 const d34 = m34.to("float64");
 const d45 = m45.to("float64");
 
-const mm = (a: Tensor, b: Tensor): Case => ({ code: "torch.matmul(a, b)", inputs: { a, b }, mdm: () => a.matmul(b) });
-const ein = (eq: string, ...ts: Tensor[]): Case => {
-  const names = ts.map((_, i) => `t${i}`);
-  return {
-    code: `torch.einsum('${eq}', ${names.join(", ")})`,
-    inputs: Object.fromEntries(ts.map((t, i) => [names[i], t])),
-    mdm: () => F.einsum(eq, ...ts),
-  };
-};
-
-opTest("matmul bmm linear einsum", {
-  "matmul 2-D": mm(m34, m45),
-  "matmul vector @ matrix": mm(v4, m45),
-  "matmul matrix @ vector": mm(m34, v4),
-  "matmul vector @ vector": mm(v4, v4),
-  "matmul batched": mm(b234, b245),
-  "matmul batched @ 2-D": mm(b234, m45),
-  "matmul broadcast batch dims": mm(b2134, m542),
-  "matmul float64": mm(d34, d45),
-  "matmul int64": mm(i34, i45),
-  "bmm": { code: "torch.bmm(a, b)", inputs: { a: b234, b: b245 }, mdm: () => b234.bmm(b245) },
-  "linear with bias": {
-    code: "F.linear(x, w, b)",
-    inputs: { x: m34, w: w54, b: bias5 },
-    mdm: () => F.linear(m34, w54, bias5),
-  },
-  "linear without bias": { code: "F.linear(x, w)", inputs: { x: m34, w: w54 }, mdm: () => F.linear(m34, w54) },
-  "linear batched input": {
-    code: "F.linear(x, w, b)",
-    inputs: { x: b234, w: w54, b: bias5 },
-    mdm: () => F.linear(b234, w54, bias5),
-  },
-  "linear vector input": {
-    code: "F.linear(x, w, b)",
-    inputs: { x: v4, w: w54, b: bias5 },
-    mdm: () => F.linear(v4, w54, bias5),
-  },
-  "einsum matmul": ein("ij,jk->ik", m34, m45),
-  "einsum batched": ein("bij,bjk->bik", b234, b245),
-  "einsum attention scores": ein("bhqd,bhkd->bhqk", q, k),
-  "einsum outer": ein("i,j->ij", v4, bias5),
-  "einsum diagonal": ein("ii->i", sq),
-  "einsum trace": ein("ii", sq),
-  "einsum transpose": ein("ij->ji", m34),
-  "einsum sum over all": ein("ijk->", b234),
-  "einsum implicit output": ein("ij,jk", m34, m45),
+suite.test("matmul bmm linear einsum", {
+  "matmul 2-D": op("matmul", m34, m45),
+  "matmul vector @ matrix": op("matmul", v4, m45),
+  "matmul matrix @ vector": op("matmul", m34, v4),
+  "matmul vector @ vector": op("matmul", v4, v4),
+  "matmul batched": op("matmul", b234, b245),
+  "matmul batched @ 2-D": op("matmul", b234, m45),
+  "matmul broadcast batch dims": op("matmul", b2134, m542),
+  "matmul float64": op("matmul", d34, d45),
+  "matmul int64": op("matmul", i34, i45),
+  "bmm": op("bmm", b234, b245),
+  "linear with bias": op("linear", m34, w54, bias5),
+  "linear without bias": op("linear", m34, w54),
+  "linear batched input": op("linear", b234, w54, bias5),
+  "linear vector input": op("linear", v4, w54, bias5),
+  "einsum matmul": op("einsum", "ij,jk->ik", m34, m45),
+  "einsum batched": op("einsum", "bij,bjk->bik", b234, b245),
+  "einsum attention scores": op("einsum", "bhqd,bhkd->bhqk", q, k),
+  "einsum outer": op("einsum", "i,j->ij", v4, bias5),
+  "einsum diagonal": op("einsum", "ii->i", sq),
+  "einsum trace": op("einsum", "ii", sq),
+  "einsum transpose": op("einsum", "ij->ji", m34),
+  "einsum sum over all": op("einsum", "ijk->", b234),
+  "einsum implicit output": op("einsum", "ij,jk", m34, m45),
 });
 
 Deno.test("reductions of hand-computed cases", () =>
