@@ -22,10 +22,9 @@ import { loadFolderPair } from "./src/data/datasets/folder_pair.ts";
 import { loadGlaS } from "./src/data/datasets/glas.ts";
 import { loadMoNuSeg } from "./src/data/datasets/monuseg.ts";
 import { loadSynthetic } from "./src/data/datasets/synthetic_set.ts";
-import { loadModelWeights } from "./src/io/checkpoint.ts";
+import { loadModel } from "./src/io/checkpoint.ts";
 import type { UNetConfig } from "./src/models/unet/config.ts";
 import { UNet } from "./src/models/unet/unet.ts";
-import { rootBuilder } from "./src/nn/module.ts";
 import { writeOverlay } from "./src/report/overlays.ts";
 import { facesReport, medicalReport, peakResidentMiB, type RunInfo, writeReport } from "./src/report/segmentation.ts";
 import { runFacesProtocol } from "./src/segment/faces.ts";
@@ -241,8 +240,10 @@ async function main(argv: string[]): Promise<number> {
   }
   const { pre, configPath } = await readPretrainConfig(a.checkpoint, a.config);
   const method = pre.options.method;
-  const model = new UNet(pre.options.unet, rootBuilder({ device }));
-  const load = loadModelWeights(model, a.checkpoint, { strict: false });
+  const { model, report: load } = loadModel(a.checkpoint, (vb) => new UNet(pre.options.unet, vb), {
+    device,
+    strict: false,
+  });
   if (load.loaded.length === 0) throw new Error(`${a.checkpoint}: no weights matched the model in ${configPath}`);
   if (load.missing.length) {
     console.error(`warning: ${load.missing.length} weights missing from ${a.checkpoint}, e.g. ${load.missing[0]}`);

@@ -10,7 +10,7 @@ import { listImages, type NamedImage, RandomCropLoader } from "./src/data/folder
 import { readImage, writePng } from "./src/data/image.ts";
 import { ensureSyntheticDataset } from "./src/data/synthetic.ts";
 import { saveSafetensors } from "./src/io/safetensors.ts";
-import { listCheckpoints, readTrainState, restoreCheckpoint, saveCheckpoint } from "./src/mdm/checkpoint.ts";
+import { listCheckpoints, readTrainState, restoreTrainer, saveCheckpoint } from "./src/mdm/checkpoint.ts";
 import { reconstruct } from "./src/mdm/pictures.ts";
 import { Pretrainer, type PretrainOptions } from "./src/mdm/pretrain.ts";
 import { grid, tensorToImages } from "./src/report/grid.ts";
@@ -135,13 +135,16 @@ async function main(argv: string[]): Promise<number> {
   })
     .nextBatch(Math.min(4, images.length));
 
-  const trainer = new Pretrainer(options);
+  let trainer: Pretrainer;
   let seconds = 0;
   if (resumeFrom) {
-    const state = restoreCheckpoint(resumeFrom, trainer);
+    const state = readTrainState(resumeFrom);
+    trainer = restoreTrainer(resumeFrom, state, options);
     loader.setState(state.data as ReturnType<RandomCropLoader["getState"]>);
     seconds = state.seconds;
     console.error(`resumed from ${resumeFrom} at step ${state.step}`);
+  } else {
+    trainer = new Pretrainer(options);
   }
   const config = {
     options,

@@ -16,7 +16,7 @@
 import { manualSeed, setNumThreads } from "../mod.ts";
 import { loadSynthetic } from "../src/data/datasets/synthetic_set.ts";
 import { PRESETS } from "../src/cli/pretrain_flags.ts";
-import { loadModelWeights } from "../src/io/checkpoint.ts";
+import { loadModel } from "../src/io/checkpoint.ts";
 import { saveSafetensors } from "../src/io/safetensors.ts";
 import { UNet } from "../src/models/unet/unet.ts";
 import type { FeatureOptions } from "../src/segment/features.ts";
@@ -60,8 +60,7 @@ function peakMiB(): number {
 
 async function child(weights: string, cache: string): Promise<void> {
   setNumThreads(threads);
-  const model = new UNet(UNET);
-  loadModelWeights(model, weights);
+  const { model } = loadModel(weights, (vb) => new UNet(UNET, vb));
   model.eval();
   const ds = await loadSynthetic(cache);
   const train = await ds.train.first(SETTING.labels).loadAll();

@@ -149,7 +149,7 @@ const ssimY = F.cat([randB, noisy, blurred, smooth.mul(0.5).add(0.2)], 0).contig
 const pattern = F.cat([noisy, randA.narrow(0, 0, 1)], 0).mul(0.4);
 const invX = pattern.add(0.5), invY = pattern.neg().add(0.5);
 
-const PY_SSIM = `
+const PY_SSIM_ORACLE = `
 import numpy as np
 from scipy import ndimage
 from skimage.metrics import structural_similarity
@@ -179,7 +179,9 @@ def ssim_skimage(a, b, L):
             _, out[i, c] = structural_similarity(a[i, c], b[i, c], gaussian_weights=True, sigma=1.5,
                                                  use_sample_covariance=False, data_range=L, full=True)
     return out
+`;
 
+const PY_SSIM_TORCH = `
 def ssim_torch(x, y, ws=5, sigma=1.5, L=1.0):
     # The release's PyTorch SSIM (pytorch-ssim style): depthwise conv2d with the Gaussian window.
     c = x.shape[1]
@@ -193,26 +195,31 @@ def ssim_torch(x, y, ws=5, sigma=1.5, L=1.0):
     return (2 * mu1 * mu2 + c1) * (2 * s12 + c2) / ((mu1 ** 2 + mu2 ** 2 + c1) * (s11 + s22 + c2))
 `;
 
-const ssimCases: Record<string, RefCase> = {
+// SciPy and scikit-image are oracles of their own (Debian's Python); the autograd reference is the
+// PyTorch of the libtorch under test.
+const ssimOracleCases: Record<string, RefCase> = {
   "scipy 5x5": {
-    code: PY_SSIM + `result = torch.from_numpy(ssim_scipy(x.double().numpy(), y.double().numpy()))`,
+    code: PY_SSIM_ORACLE + `result = torch.from_numpy(ssim_scipy(x.double().numpy(), y.double().numpy()))`,
     inputs: { x: ssimX, y: ssimY },
   },
   "scipy 5x5 negative": {
-    code: PY_SSIM + `result = torch.from_numpy(ssim_scipy(x.double().numpy(), y.double().numpy()))`,
+    code: PY_SSIM_ORACLE + `result = torch.from_numpy(ssim_scipy(x.double().numpy(), y.double().numpy()))`,
     inputs: { x: invX, y: invY },
   },
   "skimage 11x11": {
-    code: PY_SSIM + `result = torch.from_numpy(ssim_skimage(x.double().numpy(), y.double().numpy(), 2.0))`,
+    code: PY_SSIM_ORACLE + `result = torch.from_numpy(ssim_skimage(x.double().numpy(), y.double().numpy(), 2.0))`,
     inputs: { x: ssimX, y: ssimY },
   },
   "loss from the scipy map": {
-    code: PY_SSIM +
+    code: PY_SSIM_ORACLE +
       `result = float(np.mean(np.clip(1 - ssim_scipy(x.double().numpy(), y.double().numpy()), 0, 1) / 2))`,
     inputs: { x: ssimX, y: ssimY },
   },
+};
+
+const ssimCases: Record<string, RefCase> = {
   "torch loss and gradient float32": {
-    code: PY_SSIM + `
+    code: PY_SSIM_TORCH + `
 loss = torch.clamp(1 - ssim_torch(x, y), 0, 1).div(2).mean()
 loss.backward()
 result = [loss, x.grad]`,
@@ -220,7 +227,7 @@ result = [loss, x.grad]`,
     grad: ["x"],
   },
   "torch loss and gradient float64": {
-    code: PY_SSIM + `
+    code: PY_SSIM_TORCH + `
 loss = torch.clamp(1 - ssim_torch(x, y), 0, 1).div(2).mean()
 loss.backward()
 result = [loss, x.grad]`,
@@ -228,7 +235,7 @@ result = [loss, x.grad]`,
     grad: ["x"],
   },
   "torch loss and gradient 11x11, L = 2": {
-    code: PY_SSIM + `
+    code: PY_SSIM_TORCH + `
 loss = torch.clamp(1 - ssim_torch(x, y, ws=11, L=2.0), 0, 1).div(2).mean()
 loss.backward()
 result = [loss, x.grad]`,
@@ -283,12 +290,17 @@ ddpmCases["mse losses"] = {
   inputs: { out: output, noise, x0 },
 };
 
-// One Python process for everything.
-const ref = await torchRef({
-  "mask counts": maskPyCase,
-  ...Object.fromEntries(Object.entries(ssimCases).map(([k, v]) => [`ssim / ${k}`, v])),
-  ...Object.fromEntries(Object.entries(ddpmCases).map(([k, v]) => [`ddpm / ${k}`, v])),
-});
+// One PyTorch process and one oracle process for everything.
+const ssimKeys = <T>(cases: Record<string, T>) => Object.entries(cases).map(([k, v]) => [`ssim / ${k}`, v]);
+const [torchValues, oracleValues] = await Promise.all([
+  torchRef({
+    "mask counts": maskPyCase,
+    ...Object.fromEntries(ssimKeys(ssimCases)),
+    ...Object.fromEntries(Object.entries(ddpmCases).map(([k, v]) => [`ddpm / ${k}`, v])),
+  }),
+  torchRef(Object.fromEntries(ssimKeys(ssimOracleCases)), 1, { oracle: true }),
+]);
+const ref = { ...torchValues, ...oracleValues };
 
 /** The interior of a [B, C, H, W] tensor or reference, `m` pixels cropped on each side, as numbers. */
 function interior(data: ArrayLike<number>, shape: readonly number[], m: number): number[] {
@@ -609,7 +621,7 @@ Deno.test("corruptions: patch masking and Gaussian noise are maskPatches and qSa
   });
 });
 
-Deno.test("Ema: the average after updates, swapping into the model and back, loading with a missing key named", () => {
+Deno.test("Ema: the average after updates, swapping into the model and back, starting from saved averages", () => {
   const model = new Linear(rootBuilder(), 3, 2);
   const start = new Map(model.namedParameters().map(([k, p]) => [k, p.clone()]));
   const ema = new Ema(model, 0.9);
@@ -634,8 +646,16 @@ Deno.test("Ema: the average after updates, swapping into the model and back, loa
   for (const [k, p] of model.namedParameters()) assertSameTensor(p, ema.weights.get(k)!, `swapped ${k}`);
   swapBack();
   for (const [k, p] of model.namedParameters()) assertSameTensor(p, w2.get(k)!, `restored ${k}`);
-  assert.throws(
-    () => ema.load(new Map([["weight", w1.get("weight")!]]), "ema.safetensors"),
-    /ema\.safetensors: missing bias/,
-  );
+
+  // From saved averages: the tensors themselves are taken (and leave the map); a missing or
+  // mis-shaped key is refused by name before anything is taken.
+  const saved = new Map<string, Tensor>([["weight", w1.get("weight")!], ["bias", w1.get("bias")!]]);
+  const resumed = new Ema(model, 0.9, saved, "ema.safetensors");
+  assert.equal(resumed.weights.get("weight"), w1.get("weight"));
+  assert.equal(saved.size, 0);
+  const partial = new Map<string, Tensor>([["weight", w2.get("weight")!]]);
+  assert.throws(() => new Ema(model, 0.9, partial, "ema.safetensors"), /ema\.safetensors: missing bias/);
+  assert.equal(partial.size, 1, "nothing taken from a refused map");
+  const misShaped = new Map<string, Tensor>([["weight", w2.get("weight")!.transpose(0, 1)], ["bias", w2.get("bias")!]]);
+  assert.throws(() => new Ema(model, 0.9, misShaped, "ema.safetensors"), /weight is \[3, 2\], the model's is \[2, 3\]/);
 });

@@ -8,8 +8,7 @@ import { loadSafetensors } from "../mod.ts";
 import { PRETRAIN_SPEC } from "../src/cli/pretrain_flags.ts";
 import { readImage, writePng } from "../src/data/image.ts";
 import { ensureSyntheticDataset } from "../src/data/synthetic.ts";
-import { listCheckpoints, readTrainState, restoreCheckpoint } from "../src/mdm/checkpoint.ts";
-import { Pretrainer } from "../src/mdm/pretrain.ts";
+import { listCheckpoints, readTrainState, restoreTrainer } from "../src/mdm/checkpoint.ts";
 import { runScript, runScriptOk, scriptCommand, tempDir } from "./helpers/scripts.ts";
 
 const TMP = tempDir("mdm_train_test_");
@@ -133,13 +132,12 @@ function checkCheckpoints(dir: string): number {
     assert.ok(!path.includes(".tmp-"), `${path}: a temporary folder is listed as a checkpoint`);
     const state = readTrainState(path);
     assert.equal(state.step, step, `${path}: state.json names step ${state.step}`);
-    const trainer = new Pretrainer(state.options);
+    const trainer = restoreTrainer(path, state);
     const names = trainer.model.namedParameters().map(([k]) => k).sort();
     for (const file of ["model", "ema"]) {
       using t = loadSafetensors(`${path}/${file}.safetensors`);
       assert.deepEqual([...t.keys()].sort(), names, `${path}/${file}.safetensors keys`);
     }
-    restoreCheckpoint(path, trainer, state);
     assert.equal(trainer.step, step);
   }
   return found.at(-1)!.step;

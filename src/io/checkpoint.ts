@@ -1,6 +1,9 @@
-// One entry point for weights from either format, and loading them into a model.
-import type { Device } from "../device.ts";
-import type { LoadReport, Module } from "../nn/module.ts";
+// One entry point for weights from either format, and loading them into a model: building it on the
+// loaded tensors (nothing initialised twice, no second copy), or copying them into a built one.
+import { defaultDevice, type Device } from "../device.ts";
+import type { FloatDType } from "../dtype.ts";
+import type { VarBuilder } from "../nn/builder.ts";
+import { type LoadReport, type Module, rootBuilder, StateDictError } from "../nn/module.ts";
 import { CheckpointError, type LoadedTensors } from "./common.ts";
 import { isZip, loadPt } from "./pt.ts";
 import { loadSafetensors } from "./safetensors.ts";
@@ -35,4 +38,40 @@ export function loadModelWeights(model: Module, path: string, opts: { strict?: b
   // are, so no second device copy of the checkpoint is needed.
   using weights = loadCheckpoint(path, { device: "cpu" });
   return model.loadStateDict(weights, { strict: opts.strict ?? true });
+}
+
+/**
+ * Builds a model on a checkpoint's weights (either format): `build` gets a root builder that hands
+ * each parameter and buffer the file holds to the model as it is, read straight onto `device`, and
+ * initialises only the keys the file lacks or holds in another shape. Unlike `loadModelWeights` on a
+ * built model, nothing is randomly initialised first and no second copy of the weights is made.
+ * Strict (the default) throws a StateDictError naming missing, unexpected and mis-shaped keys;
+ * `strict: false` returns them in the report.
+ * @throws CheckpointError for an unreadable file; TypeError naming the key for a parameter that
+ * is not floating point.
+ */
+export function loadModel<M extends Module>(
+  path: string,
+  build: (vb: VarBuilder) => M,
+  opts: { device?: Device; dtype?: FloatDType; strict?: boolean } = {},
+): { model: M; report: LoadReport } {
+  const device = opts.device ?? defaultDevice();
+  using weights = loadCheckpoint(path, { device }); // left holding only what the model did not take
+  const vb = rootBuilder({ device, dtype: opts.dtype, weights });
+  const dropModel = () => {
+    for (const t of [...vb.store.params.values(), ...vb.store.buffers.values()]) t.dispose();
+  };
+  let model: M;
+  try {
+    model = build(vb);
+  } catch (e) {
+    dropModel();
+    throw e;
+  }
+  const report = vb.store.loadReport();
+  if ((opts.strict ?? true) && (report.missing.length || report.unexpected.length || report.mismatched.length)) {
+    dropModel();
+    throw new StateDictError(report);
+  }
+  return { model, report };
 }

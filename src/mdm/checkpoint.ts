@@ -5,7 +5,8 @@ import { loadSafetensors, saveSafetensors } from "../io/safetensors.ts";
 import { writeAll, writeFileAtomic } from "../io/atomic.ts";
 import { getRngState, setRngState } from "../random.ts";
 import { decodeBase64, encodeBase64 } from "../util/base64.ts";
-import type { Pretrainer, PretrainOptions } from "./pretrain.ts";
+import { StateDictError } from "../nn/module.ts";
+import { Pretrainer, type PretrainOptions } from "./pretrain.ts";
 
 export const CHECKPOINT_VERSION = 1;
 
@@ -128,17 +129,29 @@ export function readTrainState(path: string): TrainState {
   return state;
 }
 
-/** Restores weights, EMA, optimizer and random streams into a trainer built with the same options. */
-export function restoreCheckpoint(path: string, trainer: Pretrainer, state = readTrainState(path)): TrainState {
-  using model = loadSafetensors(`${path}/model.safetensors`, { device: trainer.options.device });
-  trainer.model.loadStateDict(model);
-  using ema = loadSafetensors(`${path}/ema.safetensors`, { device: trainer.options.device });
-  trainer.ema.load(ema, `${path}/ema.safetensors`);
+/**
+ * Rebuilds the trainer a checkpoint folder saved: its weights and EMA are read straight into the
+ * model (nothing is initialised first), then the optimizer, random streams and step are restored.
+ * `options` (default: the saved ones) may differ from them only in what does not shape the model or
+ * its state, such as `steps`.
+ * @throws Error naming the file for weights that do not fit the options' model.
+ */
+export function restoreTrainer(path: string, state = readTrainState(path), options = state.options): Pretrainer {
+  const file = (name: string) => `${path}/${name}.safetensors`;
+  using model = loadSafetensors(file("model"), { device: options.device });
+  using ema = loadSafetensors(file("ema"), { device: options.device });
+  let trainer: Pretrainer;
+  try {
+    trainer = new Pretrainer(options, { model, ema, emaSource: file("ema") });
+  } catch (e) {
+    if (e instanceof StateDictError) throw new Error(`${file("model")}: ${e.message}`, { cause: e });
+    throw e;
+  }
   trainer.optimizer.loadStateBytes(Deno.readFileSync(`${path}/optimizer.bin`));
   trainer.rng.timesteps.state = decodeBase64(state.rng.timesteps);
   trainer.rng.mask.state = decodeBase64(state.rng.mask);
   trainer.rng.noise.state = decodeBase64(state.rng.noise);
-  setRngState(decodeBase64(state.rng.global), trainer.options.device);
+  setRngState(decodeBase64(state.rng.global), options.device);
   trainer.step = state.step;
-  return state;
+  return trainer;
 }

@@ -8,7 +8,7 @@ import { AdamW } from "../optim.ts";
 import { Generator, manualSeed } from "../random.ts";
 import { tidy } from "../scope.ts";
 import type { Tensor } from "../tensor.ts";
-import { rootBuilder } from "../nn/module.ts";
+import { rootBuilder, StateDictError } from "../nn/module.ts";
 import type { UNetConfig } from "../models/unet/config.ts";
 import { UNet } from "../models/unet/unet.ts";
 import type { Corruption, CorruptionStreams } from "./corruption.ts";
@@ -93,8 +93,16 @@ export class Pretrainer {
   readonly rng: { timesteps: Generator } & CorruptionStreams;
   step = 0;
 
-  /** @throws RangeError for a batch that is not a multiple of the micro-batch, or a fixedT outside [0, T). */
-  constructor(readonly options: PretrainOptions) {
+  /**
+   * A trainer at step 0: seeded initial weights, or with `saved`, the weights and EMA taken from
+   * there (no initialisation; the tensors used leave the maps, see `rootBuilder`), as resuming does.
+   * @throws RangeError for a batch that is not a multiple of the micro-batch, or a fixedT outside [0, T).
+   * @throws StateDictError when `saved.model` does not fit the model (missing, unexpected or mis-shaped keys).
+   */
+  constructor(
+    readonly options: PretrainOptions,
+    saved?: { model: Map<string, Tensor>; ema: Map<string, Tensor>; emaSource?: string },
+  ) {
     if (options.batch % options.microBatch !== 0) {
       throw new RangeError(`batch ${options.batch} is not a multiple of microBatch ${options.microBatch}`);
     }
@@ -105,8 +113,16 @@ export class Pretrainer {
     // The initial weights come from the global generator: seed it, so that `seed` decides them too
     // (and the dropout stream that continues from it).
     manualSeed(options.seed);
-    this.model = new UNet(options.unet, rootBuilder({ device: options.device }));
-    this.ema = new Ema(this.model, options.emaRate);
+    const vb = rootBuilder({ device: options.device, weights: saved?.model });
+    this.model = new UNet(options.unet, vb);
+    if (saved) {
+      const report = vb.store.loadReport();
+      if (report.missing.length || report.unexpected.length || report.mismatched.length) {
+        for (const t of this.model.stateDict().values()) t.dispose();
+        throw new StateDictError(report);
+      }
+    }
+    this.ema = new Ema(this.model, options.emaRate, saved?.ema, saved?.emaSource);
     this.optimizer = new AdamW(this.model.parameters(), { lr: options.lr, weightDecay: options.weightDecay });
     this.corruption = corruptionOf(options);
     const { seed, device } = options;

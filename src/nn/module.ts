@@ -4,15 +4,9 @@ import { noGrad } from "../autograd.ts";
 import { defaultDevice, type Device } from "../device.ts";
 import type { DType, FloatDType } from "../dtype.ts";
 import type { Tensor } from "../tensor.ts";
-import { ParamStore, VarBuilder } from "./builder.ts";
+import { type LoadReport, ParamStore, VarBuilder } from "./builder.ts";
 
-/** What `loadStateDict` found besides the keys it loaded. */
-export interface LoadReport {
-  loaded: string[];
-  missing: string[];
-  unexpected: string[];
-  mismatched: { key: string; expected: readonly number[]; got: readonly number[] }[];
-}
+export type { LoadReport };
 
 export type StateDict = Map<string, Tensor>;
 
@@ -129,7 +123,13 @@ export abstract class Module {
   }
 }
 
-/** A fresh store and root builder for a model. */
-export function rootBuilder(opts: { dtype?: FloatDType; device?: Device } = {}): VarBuilder {
-  return new VarBuilder(new ParamStore(opts.dtype ?? "float32", opts.device ?? defaultDevice()));
+/**
+ * A fresh store and root builder for a model. With `weights` (loaded tensors by state-dict key), the
+ * model built on it takes each tensor found there instead of initialising it, and the map loses
+ * the tensors taken; `builder.store.loadReport()` then tells what was loaded, initialised and left.
+ */
+export function rootBuilder(
+  opts: { dtype?: FloatDType; device?: Device; weights?: Map<string, Tensor> } = {},
+): VarBuilder {
+  return new VarBuilder(new ParamStore(opts.dtype ?? "float32", opts.device ?? defaultDevice(), opts.weights));
 }
