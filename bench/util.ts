@@ -33,10 +33,11 @@ export async function pythonJson(
   args: (string | number)[],
   env: Record<string, string> = { OPENBLAS_NUM_THREADS: "1" },
 ): Promise<Record<string, number>> {
-  const out = await new Deno.Command(Deno.env.get("MDM_PYTHON") ?? "/usr/bin/python3", {
+  const pythonPath = Deno.env.get("MDM_TORCH_PYTHONPATH");
+  const out = await new Deno.Command(Deno.env.get("MDM_TORCH_PYTHON") || "/usr/bin/python3", {
     args: [script, ...args.map(String)],
     stderr: "inherit",
-    env,
+    env: pythonPath ? { ...env, PYTHONPATH: pythonPath } : env,
   })
     .output();
   if (!out.success) throw new Error(`${script} failed`);

@@ -15,6 +15,7 @@
 #include "common.h"
 
 #include <c10/core/CPUAllocator.h>
+#include <torch/version.h>
 #include <sys/mman.h>
 
 #include <algorithm>
@@ -66,11 +67,13 @@ struct BySize {
 
 class CachingCpuAllocator final : public c10::Allocator {
  public:
-  // libtorch 1.x declares allocate const, later 2.x releases not; whichever the base has is overridden.
-  c10::DataPtr allocate(size_t n) const { return const_cast<CachingCpuAllocator*>(this)->take(n); }
-  c10::DataPtr allocate(size_t n) { return take(n); }
-  // Pure virtual in later 2.x releases (for Allocator::clone); unused in 1.x.
-  void copy_data(void* dest, const void* src, size_t count) const { std::memcpy(dest, src, count); }
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 3)
+  // From 2.3 allocate is non-const, and copy_data (for Allocator::clone) is pure virtual.
+  c10::DataPtr allocate(size_t n) override { return take(n); }
+  void copy_data(void* dest, const void* src, size_t count) const override { std::memcpy(dest, src, count); }
+#else
+  c10::DataPtr allocate(size_t n) const override { return const_cast<CachingCpuAllocator*>(this)->take(n); }
+#endif
   // raw_allocate/raw_deallocate (used inside libtorch) need the context to be the data pointer.
   c10::DeleterFnPtr raw_deleter() const override { return &give; }
 

@@ -1,6 +1,12 @@
 // Status reports, dtype/device codes, handle lifetime, creation from host memory and queries.
 #include "common.h"
 
+#include <ATen/Parallel.h>
+#include <ATen/ops/arange.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/full.h>
+#include <ATen/ops/linspace.h>
+#include <c10/util/StringUtil.h>
 #include <torch/cuda.h>
 #include <torch/version.h>
 

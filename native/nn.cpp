@@ -2,7 +2,23 @@
 // resampling, padding and losses.
 #include "common.h"
 
-#include <torch/nn/functional/padding.h>
+#include <ATen/ops/avg_pool2d.h>
+#include <ATen/ops/batch_norm.h>
+#include <ATen/ops/conv1d.h>
+#include <ATen/ops/conv2d.h>
+#include <ATen/ops/conv_transpose2d.h>
+#include <ATen/ops/cross_entropy_loss.h>
+#include <ATen/ops/dropout.h>
+#include <ATen/ops/group_norm.h>
+#include <ATen/ops/l1_loss.h>
+#include <ATen/ops/layer_norm.h>
+#include <ATen/ops/log_softmax.h>
+#include <ATen/ops/max_pool2d.h>
+#include <ATen/ops/mse_loss.h>
+#include <ATen/ops/pad.h>
+#include <ATen/ops/softmax.h>
+#include <ATen/ops/upsample_bilinear2d.h>
+#include <ATen/ops/upsample_nearest2d.h>
 
 // `spec` packs stride, padding and dilation, `n` values each (n = 1 for conv1d, 2 for conv2d).
 MDM_API mdm_tensor mdm_conv(mdm_tensor x, mdm_tensor w, mdm_tensor b, const int64_t* spec, int32_t n,
@@ -87,16 +103,11 @@ MDM_API mdm_tensor mdm_interpolate(mdm_tensor x, int32_t mode, int32_t out_h, in
 MDM_API mdm_tensor mdm_pad(mdm_tensor x, const int64_t* pads, int32_t n, int32_t mode, double value,
                            mdm_status* st) {
   GUARD(st, nullptr, {
-    namespace F = torch::nn::functional;
-    auto o = F::PadFuncOptions(std::vector<int64_t>(pads, pads + n));
-    switch (mode) {
-      case 0: o.mode(torch::kConstant).value(value); break;
-      case 1: o.mode(torch::kReflect); break;
-      case 2: o.mode(torch::kReplicate); break;
-      case 3: o.mode(torch::kCircular); break;
-      default: throw std::invalid_argument("unknown padding mode " + std::to_string(mode));
-    }
-    return mdm::wrap(F::pad(mdm::ref(x), o));
+    static const char* const kModes[] = {"constant", "reflect", "replicate", "circular"};
+    if (mode < 0 || mode > 3) throw std::invalid_argument("unknown padding mode " + std::to_string(mode));
+    c10::optional<double> fill;
+    if (mode == 0) fill = value;
+    return mdm::wrap(at::pad(mdm::ref(x), mdm::ints(pads, n), kModes[mode], fill));
   })
 }
 

@@ -1,7 +1,11 @@
 // libtorch's Adam, AdamW and SGD behind a handle, with state export and import for exact resume.
 #include "common.h"
 
-#include <sstream>
+#include <torch/optim/adam.h>
+#include <torch/optim/adamw.h>
+#include <torch/optim/sgd.h>
+#include <torch/serialize/input-archive.h>
+#include <torch/serialize/output-archive.h>
 
 using mdm_optimizer = torch::optim::Optimizer*;
 

@@ -2,6 +2,14 @@
 // export and import, so that training can resume with the exact same random stream.
 #include "common.h"
 
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Context.h>
+#include <ATen/ops/bernoulli.h>
+#include <ATen/ops/rand.h>
+#include <ATen/ops/randint.h>
+#include <ATen/ops/randn.h>
+#include <ATen/ops/randperm.h>
+
 using mdm_generator = at::Generator*;
 
 static c10::optional<at::Generator> gen(mdm_generator g) {
@@ -46,7 +54,7 @@ MDM_API int32_t mdm_generator_set_state(mdm_generator g, int32_t dev, mdm_tensor
 }
 
 // Seeds the CPU generator and every CUDA generator, as torch.manual_seed does.
-MDM_API int32_t mdm_manual_seed(uint64_t seed, mdm_status* st) { GUARD_STATUS(st, { torch::manual_seed(seed); }) }
+MDM_API int32_t mdm_manual_seed(uint64_t seed, mdm_status* st) { GUARD_STATUS(st, { at::manual_seed(seed); }) }
 
 MDM_API mdm_tensor mdm_rand(const int64_t* sizes, int32_t ndim, int32_t dtype, int32_t dev, mdm_generator g,
                             mdm_status* st) {

@@ -1,6 +1,27 @@
 // Views, layout changes, joining and splitting, indexing, and dtype/device conversion.
 #include "common.h"
 
+#include <ATen/ops/cat.h>
+#include <ATen/ops/chunk.h>
+#include <ATen/ops/flatten.h>
+#include <ATen/ops/flip.h>
+#include <ATen/ops/gather.h>
+#include <ATen/ops/index_select.h>
+#include <ATen/ops/masked_select.h>
+#include <ATen/ops/narrow.h>
+#include <ATen/ops/nonzero.h>
+#include <ATen/ops/one_hot.h>
+#include <ATen/ops/reshape.h>
+#include <ATen/ops/scatter.h>
+#include <ATen/ops/scatter_add.h>
+#include <ATen/ops/select.h>
+#include <ATen/ops/slice.h>
+#include <ATen/ops/split_with_sizes.h>
+#include <ATen/ops/squeeze.h>
+#include <ATen/ops/stack.h>
+#include <ATen/ops/transpose.h>
+#include <ATen/ops/unsqueeze.h>
+
 MDM_API mdm_tensor mdm_reshape(mdm_tensor a, const int64_t* sizes, int32_t n, mdm_status* st) {
   GUARD_TENSOR(st, at::reshape(mdm::ref(a), mdm::ints(sizes, n)))
 }

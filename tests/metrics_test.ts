@@ -412,7 +412,8 @@ result = [float(v.mean()), float(v.std(ddof=1)), float(v.std()), float(torch.ten
 };
 
 const t0 = performance.now();
-const ref = await torchRef(cases);
+// Every value here is an oracle of its own (sklearn, SciPy, numpy): Debian's Python.
+const ref = await torchRef(cases, 1, { oracle: true });
 console.log(`metrics_test: Python oracles took ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 for (const t of tensors) t.dispose();
 
@@ -448,7 +449,7 @@ Deno.test("binary metrics reject non-binary values and size mismatches", () => {
 });
 
 Deno.test("glasIoUFromDice against the paper's GlaS Dice/IoU pairs", () => {
-  // REFERENCE.md §8 publishes mean Dice and IoU over 10 runs, to 2 decimals. glasIoUFromDice(mean Dice)
+  // The paper's Table 1 gives mean Dice and IoU over 10 runs, to 2 decimals. glasIoUFromDice(mean Dice)
   // is not exactly the published IoU: D / (2 − D) is convex, so the mean over runs of each run's IoU is
   // ≥ the map of the mean Dice (Jensen), with a gap that grows with the spread across runs. The table
   // fits that: every published IoU is at least glasIoUFromDice(Dice) − 0.005 (rounding of both numbers),

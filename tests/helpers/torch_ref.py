@@ -58,7 +58,7 @@ def encode(v):
         return [encode(x) for x in v]
     if isinstance(v, dict):
         return {k: encode(x) for k, x in v.items()}
-    if isinstance(v, (bool, int, float)) or v is None:
+    if isinstance(v, (bool, int, float, str)) or v is None:
         return v
     raise TypeError(f"cannot encode {type(v).__name__}")
 

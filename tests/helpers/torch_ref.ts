@@ -1,5 +1,6 @@
-// Runs PyTorch (Debian's python3-torch, the same libtorch build) on the same inputs as a test, in
-// one Python process per batch of cases, and compares results with stated tolerances.
+// Runs PyTorch (the Python twin of the libtorch the shim was built against, chosen by
+// scripts/setup.sh: MDM_TORCH_PYTHON with its PYTHONPATH) on the same inputs as a test, in one
+// Python process per batch of cases, and compares results with stated tolerances.
 import { type Device, type DType, setDefaultDevice, type Tensor } from "../../mod.ts";
 import { decodeBase64, encodeBase64 } from "../../src/util/base64.ts";
 
@@ -9,7 +10,7 @@ export interface RefTensor {
   shape: number[];
   data: Float32Array | Float64Array | BigInt64Array | Int32Array | Uint8Array;
 }
-export type RefValue = RefTensor | number | boolean | null | RefValue[] | { [k: string]: RefValue };
+export type RefValue = RefTensor | number | boolean | string | null | RefValue[] | { [k: string]: RefValue };
 
 export interface RefCase {
   /** A Python expression, or statements assigning `result`. */
@@ -25,7 +26,11 @@ export interface RefCase {
 export const DEVICE = (Deno.env.get("MDM_DEVICE") ?? "cpu") as Device;
 setDefaultDevice(DEVICE);
 
-const PYTHON = Deno.env.get("MDM_PYTHON") ?? "/usr/bin/python3";
+const PYTHON = Deno.env.get("MDM_TORCH_PYTHON") || "/usr/bin/python3";
+// Only the reference process sees the wheel's folder: other Python oracles keep their own torch.
+const PYTHONPATH = Deno.env.get("MDM_TORCH_PYTHONPATH") ?? "";
+// SciPy, scikit-image and scikit-learn come from Debian's Python, whatever libtorch is under test.
+const ORACLE_PYTHON = Deno.env.get("MDM_PYTHON") || "/usr/bin/python3";
 const RUNNER = new URL("./torch_ref.py", import.meta.url).pathname;
 
 function encodeTensor(t: Tensor, requiresGrad: boolean) {
@@ -59,8 +64,16 @@ function decodeValue(v: unknown): RefValue {
   return v as RefValue;
 }
 
-/** Evaluates every case in one PyTorch process; results are keyed like the cases. */
-export async function torchRef(cases: Record<string, RefCase>, threads = 1): Promise<Record<string, RefValue>> {
+/**
+ * Evaluates every case in one Python process; results are keyed like the cases. By default that is
+ * the PyTorch of the libtorch under test; `oracle` runs Debian's Python instead, for cases whose
+ * values come from SciPy, scikit-image or scikit-learn (torch there only carries arrays).
+ */
+export async function torchRef(
+  cases: Record<string, RefCase>,
+  threads = 1,
+  opts: { oracle?: boolean } = {},
+): Promise<Record<string, RefValue>> {
   const request = {
     threads,
     cases: Object.fromEntries(
@@ -76,8 +89,13 @@ export async function torchRef(cases: Record<string, RefCase>, threads = 1): Pro
       ]),
     ),
   };
-  const child = new Deno.Command(PYTHON, { args: [RUNNER], stdin: "piped", stdout: "piped", stderr: "piped" })
-    .spawn();
+  const child = new Deno.Command(opts.oracle ? ORACLE_PYTHON : PYTHON, {
+    args: [RUNNER],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+    env: !opts.oracle && PYTHONPATH ? { PYTHONPATH } : {},
+  }).spawn();
   const writer = child.stdin.getWriter();
   await writer.write(new TextEncoder().encode(JSON.stringify(request)));
   await writer.close();
