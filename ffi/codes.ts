@@ -1,5 +1,25 @@
-// Op codes of the shim's multiplexed entry points (native/ops.cpp).
+// Generated from native/mdm.h by scripts/gen_ffi.ts: edit the header, not this file.
 
+// The codes of native/mdm.h's enums, keyed in camelCase.
+
+/** `enum mdm_dtype`. */
+export const DTYPE = {
+  float32: 0,
+  float64: 1,
+  float16: 2,
+  bfloat16: 3,
+  int64: 4,
+  int32: 5,
+  uint8: 6,
+  bool: 7,
+} as const;
+
+/** `enum mdm_device`. */
+export const DEVICE = {
+  cpu: -1,
+} as const;
+
+/** `enum mdm_unary_op`. */
 export const UNARY = {
   neg: 0,
   exp: 1,
@@ -28,6 +48,7 @@ export const UNARY = {
   isnan: 24,
 } as const;
 
+/** `enum mdm_binary_op`. */
 export const BINARY = {
   add: 0,
   sub: 1,
@@ -50,6 +71,17 @@ export const BINARY = {
   rdiv: 18,
 } as const;
 
+/** `enum mdm_inplace_op`. */
+export const INPLACE = {
+  add: 0,
+  sub: 1,
+  mul: 2,
+  div: 3,
+  copy: 4,
+  fill: 5,
+} as const;
+
+/** `enum mdm_reduce_op`. */
 export const REDUCE = {
   sum: 0,
   mean: 1,
@@ -60,5 +92,63 @@ export const REDUCE = {
   any: 6,
 } as const;
 
-/** Loss reductions (native/core.cpp). */
-export const REDUCTION = { none: 0, mean: 1, sum: 2 } as const;
+/** `enum mdm_reduction`. */
+export const REDUCTION = {
+  none: 0,
+  mean: 1,
+  sum: 2,
+} as const;
+
+/** `enum mdm_extreme`. */
+export const EXTREME = {
+  max: 0,
+  min: 1,
+} as const;
+
+/** `enum mdm_softmax_op`. */
+export const SOFTMAX = {
+  softmax: 0,
+  logSoftmax: 1,
+} as const;
+
+/** `enum mdm_pool_op`. */
+export const POOL = {
+  avg: 0,
+  max: 1,
+} as const;
+
+/** `enum mdm_interpolate_mode`. */
+export const INTERPOLATE = {
+  nearest: 0,
+  bilinear: 1,
+} as const;
+
+/** `enum mdm_pad_mode`. */
+export const PAD = {
+  constant: 0,
+  reflect: 1,
+  replicate: 2,
+  circular: 3,
+} as const;
+
+/** `enum mdm_loss_op`. */
+export const LOSS = {
+  mse: 0,
+  l1: 1,
+} as const;
+
+/** `enum mdm_memory_format`. */
+export const MEMORY_FORMAT = {
+  contiguous: 0,
+  channelsLast: 1,
+} as const;
+
+/** `enum mdm_optimizer_kind`. */
+export const OPTIMIZER = {
+  adam: 0,
+  adamw: 1,
+  sgd: 2,
+} as const;
+
+/** Byte offsets of `mdm_status`'s fields, and its size. */
+export const STATUS_LAYOUT = { code: 0, reserved: 4, message: 8, size: 16 } as const;

@@ -1,4 +1,5 @@
 // Loads the native shim and turns its per-call status blocks into JavaScript values.
+import { STATUS_LAYOUT } from "./codes.ts";
 import { symbols } from "./symbols.ts";
 
 function libraryPath(): string {
@@ -30,8 +31,8 @@ export const STATUS: Deno.PointerObject = sym.mdm_status_new()!;
 /** Reads and clears the failure recorded in a status block. */
 export function takeError(status: Deno.PointerObject = STATUS): string | null {
   const view = new Deno.UnsafePointerView(status);
-  if (view.getInt32(0) === 0) return null;
-  const msg = view.getPointer(8);
+  if (view.getInt32(STATUS_LAYOUT.code) === 0) return null;
+  const msg = view.getPointer(STATUS_LAYOUT.message);
   const text = msg ? Deno.UnsafePointerView.getCString(msg) : "unknown error";
   sym.mdm_status_clear(status);
   return text;

@@ -3,16 +3,13 @@
 
 MDM_API int32_t mdm_set_requires_grad(mdm_tensor t, int32_t flag, mdm_status* st) {
   GUARD_STATUS(st, {
-    if (t == nullptr) throw std::invalid_argument("null tensor handle");
-    t->set_requires_grad(flag != 0);
+    mdm::mut(t).set_requires_grad(flag != 0);
   })
 }
 
 MDM_API int32_t mdm_backward(mdm_tensor t, mdm_tensor grad, int32_t retain_graph, mdm_status* st) {
   GUARD_STATUS(st, {
-    const auto& out = mdm::ref(t);
-    at::Tensor g = grad == nullptr ? at::Tensor() : *grad;
-    out.backward(g, retain_graph != 0);
+    mdm::ref(t).backward(grad == nullptr ? at::Tensor() : grad->tensor, retain_graph != 0);
   })
 }
 
@@ -28,8 +25,7 @@ MDM_API mdm_tensor mdm_grad(mdm_tensor t, mdm_status* st) {
 // set_to_none drops the gradient (the next backward allocates it), otherwise it is zeroed in place.
 MDM_API int32_t mdm_zero_grad(mdm_tensor t, int32_t set_to_none, mdm_status* st) {
   GUARD_STATUS(st, {
-    if (t == nullptr) throw std::invalid_argument("null tensor handle");
-    auto& g = t->mutable_grad();
+    auto& g = mdm::mut(t).mutable_grad();
     if (!g.defined()) return 0;
     if (set_to_none) {
       g = at::Tensor();
@@ -52,7 +48,6 @@ MDM_API int32_t mdm_set_grad_enabled(int32_t flag) {
 // Replaces the data behind `t` (device, dtype, storage) while `t` keeps its identity as a leaf.
 MDM_API int32_t mdm_set_data(mdm_tensor t, mdm_tensor src, mdm_status* st) {
   GUARD_STATUS(st, {
-    if (t == nullptr) throw std::invalid_argument("null tensor handle");
-    t->set_data(mdm::ref(src));
+    mdm::mut(t).set_data(mdm::ref(src));
   })
 }

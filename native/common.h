@@ -14,21 +14,12 @@
 #include <string>
 #include <vector>
 
-#if defined(_WIN32)
-#define MDM_API extern "C" __declspec(dllexport)
-#else
-#define MDM_API extern "C" __attribute__((visibility("default")))
-#endif
+#include "mdm.h"
 
-// Per-call error report. The caller owns it and passes it to every fallible entry point, so calls
-// made from Deno's worker threads (nonblocking symbols) never race on shared error state.
-struct mdm_status {
-  int32_t code;  // 0 ok, 1 error
-  int32_t reserved;
-  char* message;  // owned; replaced on the next failure, freed with the status
+// The opaque handles of mdm.h.
+struct mdm_tensor_s {
+  at::Tensor tensor;
 };
-
-using mdm_tensor = at::Tensor*;
 
 namespace mdm {
 
@@ -38,18 +29,24 @@ void fail(mdm_status* st, const char* message);
 
 inline mdm_tensor wrap(at::Tensor t) {
   live_tensors.fetch_add(1, std::memory_order_relaxed);
-  return new at::Tensor(std::move(t));
+  return new mdm_tensor_s{std::move(t)};
 }
 
 inline const at::Tensor& ref(mdm_tensor h) {
   if (h == nullptr) throw std::invalid_argument("null tensor handle");
-  return *h;
+  return h->tensor;
+}
+
+// The tensor behind a handle, for in-place updates.
+inline at::Tensor& mut(mdm_tensor h) {
+  if (h == nullptr) throw std::invalid_argument("null tensor handle");
+  return h->tensor;
 }
 
 // Optional tensor arguments (bias, weight, ...) arrive as null handles.
 inline c10::optional<at::Tensor> opt(mdm_tensor h) {
   if (h == nullptr) return c10::nullopt;
-  return *h;
+  return h->tensor;
 }
 
 inline at::IntArrayRef ints(const int64_t* data, int64_t n) {

@@ -66,31 +66,43 @@ std::vector<at::Tensor> mdm::tensors(const mdm_tensor* handles, int64_t n) {
   return out;
 }
 
-// Codes shared with ffi/dtype.ts.
-static const at::ScalarType kTypes[] = {at::kFloat, at::kDouble, at::kHalf, at::kBFloat16,
-                                        at::kLong,  at::kInt,    at::kByte, at::kBool};
-
 at::ScalarType mdm::scalar_type(int32_t code) {
-  if (code < 0 || code >= static_cast<int32_t>(sizeof(kTypes) / sizeof(kTypes[0])))
-    throw std::invalid_argument("unknown dtype code " + std::to_string(code));
-  return kTypes[code];
+  switch (code) {
+    case MDM_DTYPE_FLOAT32: return at::kFloat;
+    case MDM_DTYPE_FLOAT64: return at::kDouble;
+    case MDM_DTYPE_FLOAT16: return at::kHalf;
+    case MDM_DTYPE_BFLOAT16: return at::kBFloat16;
+    case MDM_DTYPE_INT64: return at::kLong;
+    case MDM_DTYPE_INT32: return at::kInt;
+    case MDM_DTYPE_UINT8: return at::kByte;
+    case MDM_DTYPE_BOOL: return at::kBool;
+  }
+  throw std::invalid_argument("unknown dtype code " + std::to_string(code));
 }
 
+// -1 for the types mdm has no code for.
 int32_t mdm::dtype_code(at::ScalarType t) {
-  for (int32_t i = 0; i < static_cast<int32_t>(sizeof(kTypes) / sizeof(kTypes[0])); i++)
-    if (kTypes[i] == t) return i;
-  return -1;
+  switch (t) {
+    case at::kFloat: return MDM_DTYPE_FLOAT32;
+    case at::kDouble: return MDM_DTYPE_FLOAT64;
+    case at::kHalf: return MDM_DTYPE_FLOAT16;
+    case at::kBFloat16: return MDM_DTYPE_BFLOAT16;
+    case at::kLong: return MDM_DTYPE_INT64;
+    case at::kInt: return MDM_DTYPE_INT32;
+    case at::kByte: return MDM_DTYPE_UINT8;
+    case at::kBool: return MDM_DTYPE_BOOL;
+    default: return -1;
+  }
 }
 
-// Device codes: -1 is the CPU, k >= 0 is CUDA device k.
 at::Device mdm::device(int32_t code) {
-  if (code < -1) throw std::invalid_argument("unknown device code " + std::to_string(code));
-  if (code == -1) return at::Device(at::kCPU);
+  if (code < MDM_DEVICE_CPU) throw std::invalid_argument("unknown device code " + std::to_string(code));
+  if (code == MDM_DEVICE_CPU) return at::Device(at::kCPU);
   return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(code));
 }
 
 int32_t mdm::device_code(const at::Device& d) {
-  if (d.is_cpu()) return -1;
+  if (d.is_cpu()) return MDM_DEVICE_CPU;
   if (d.is_cuda()) return d.has_index() ? d.index() : 0;
   return -2;
 }
@@ -101,9 +113,9 @@ at::TensorOptions mdm::options(int32_t dtype, int32_t dev) {
 
 at::Reduction::Reduction mdm::reduction(int32_t code) {
   switch (code) {
-    case 0: return at::Reduction::None;
-    case 1: return at::Reduction::Mean;
-    case 2: return at::Reduction::Sum;
+    case MDM_REDUCTION_NONE: return at::Reduction::None;
+    case MDM_REDUCTION_MEAN: return at::Reduction::Mean;
+    case MDM_REDUCTION_SUM: return at::Reduction::Sum;
   }
   throw std::invalid_argument("unknown reduction code " + std::to_string(code));
 }
@@ -183,25 +195,25 @@ MDM_API mdm_tensor mdm_linspace(double start, double end, int64_t steps, int32_t
   GUARD_TENSOR(st, at::linspace(start, end, steps, mdm::options(dtype, dev)))
 }
 
-MDM_API int32_t mdm_dim(mdm_tensor t) { return t == nullptr ? -1 : static_cast<int32_t>(t->dim()); }
+MDM_API int32_t mdm_dim(mdm_tensor t) { return t == nullptr ? -1 : static_cast<int32_t>(t->tensor.dim()); }
 
 // Writes up to `capacity` sizes and returns the number of dimensions.
 MDM_API int32_t mdm_sizes(mdm_tensor t, int64_t* out, int32_t capacity) {
   if (t == nullptr) return -1;
-  auto s = t->sizes();
+  auto s = t->tensor.sizes();
   for (int32_t i = 0; i < static_cast<int32_t>(s.size()) && i < capacity; i++) out[i] = s[i];
   return static_cast<int32_t>(s.size());
 }
 
-MDM_API int32_t mdm_dtype(mdm_tensor t) { return t == nullptr ? -1 : mdm::dtype_code(t->scalar_type()); }
+MDM_API int32_t mdm_dtype(mdm_tensor t) { return t == nullptr ? -1 : mdm::dtype_code(t->tensor.scalar_type()); }
 
-MDM_API int32_t mdm_device(mdm_tensor t) { return t == nullptr ? -2 : mdm::device_code(t->device()); }
+MDM_API int32_t mdm_device(mdm_tensor t) { return t == nullptr ? -2 : mdm::device_code(t->tensor.device()); }
 
-MDM_API int32_t mdm_requires_grad(mdm_tensor t) { return t != nullptr && t->requires_grad() ? 1 : 0; }
+MDM_API int32_t mdm_requires_grad(mdm_tensor t) { return t != nullptr && t->tensor.requires_grad() ? 1 : 0; }
 
-MDM_API int32_t mdm_is_leaf(mdm_tensor t) { return t != nullptr && t->is_leaf() ? 1 : 0; }
+MDM_API int32_t mdm_is_leaf(mdm_tensor t) { return t != nullptr && t->tensor.is_leaf() ? 1 : 0; }
 
-MDM_API int64_t mdm_numel(mdm_tensor t) { return t == nullptr ? -1 : t->numel(); }
+MDM_API int64_t mdm_numel(mdm_tensor t) { return t == nullptr ? -1 : t->tensor.numel(); }
 
 MDM_API double mdm_item(mdm_tensor t, mdm_status* st) {
   GUARD(st, 0.0, { return mdm::ref(t).item().toDouble(); })

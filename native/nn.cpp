@@ -20,7 +20,6 @@
 #include <ATen/ops/upsample_bilinear2d.h>
 #include <ATen/ops/upsample_nearest2d.h>
 
-// `spec` packs stride, padding and dilation, `n` values each (n = 1 for conv1d, 2 for conv2d).
 MDM_API mdm_tensor mdm_conv(mdm_tensor x, mdm_tensor w, mdm_tensor b, const int64_t* spec, int32_t n,
                             int32_t groups, mdm_status* st) {
   GUARD(st, nullptr, {
@@ -32,7 +31,6 @@ MDM_API mdm_tensor mdm_conv(mdm_tensor x, mdm_tensor w, mdm_tensor b, const int6
   })
 }
 
-// `spec` packs stride, padding, output padding and dilation, two values each.
 MDM_API mdm_tensor mdm_conv_transpose2d(mdm_tensor x, mdm_tensor w, mdm_tensor b, const int64_t* spec,
                                         int32_t groups, mdm_status* st) {
   GUARD_TENSOR(st, at::conv_transpose2d(mdm::ref(x), mdm::ref(w), mdm::opt(b), mdm::ints(spec, 2),
@@ -45,7 +43,6 @@ MDM_API mdm_tensor mdm_group_norm(mdm_tensor x, int32_t groups, mdm_tensor w, md
   GUARD_TENSOR(st, at::group_norm(mdm::ref(x), groups, mdm::opt(w), mdm::opt(b), eps))
 }
 
-// In training mode the running statistics (when given) are updated in place, as in PyTorch.
 MDM_API mdm_tensor mdm_batch_norm(mdm_tensor x, mdm_tensor w, mdm_tensor b, mdm_tensor running_mean,
                                   mdm_tensor running_var, int32_t training, double momentum, double eps,
                                   mdm_status* st) {
@@ -58,13 +55,13 @@ MDM_API mdm_tensor mdm_layer_norm(mdm_tensor x, const int64_t* shape, int32_t n,
   GUARD_TENSOR(st, at::layer_norm(mdm::ref(x), mdm::ints(shape, n), mdm::opt(w), mdm::opt(b), eps))
 }
 
-// op 0 softmax, 1 log_softmax; dtype -1 keeps the input's, otherwise the input is cast first
-// (softmax in float32 on a half-precision tensor).
 MDM_API mdm_tensor mdm_softmax(int32_t op, mdm_tensor x, int32_t dim, int32_t dtype, mdm_status* st) {
   GUARD(st, nullptr, {
     c10::optional<at::ScalarType> t;
     if (dtype >= 0) t = mdm::scalar_type(dtype);
-    return mdm::wrap(op == 0 ? at::softmax(mdm::ref(x), dim, t) : at::log_softmax(mdm::ref(x), dim, t));
+    if (op == MDM_SOFTMAX_SOFTMAX) return mdm::wrap(at::softmax(mdm::ref(x), dim, t));
+    if (op == MDM_SOFTMAX_LOG_SOFTMAX) return mdm::wrap(at::log_softmax(mdm::ref(x), dim, t));
+    throw std::invalid_argument("unknown softmax op code " + std::to_string(op));
   })
 }
 
@@ -72,19 +69,16 @@ MDM_API mdm_tensor mdm_dropout(mdm_tensor x, double p, int32_t train, mdm_status
   GUARD_TENSOR(st, at::dropout(mdm::ref(x), p, train != 0))
 }
 
-// `spec` packs kernel, stride and padding, two values each. op 0 average, 1 max.
 MDM_API mdm_tensor mdm_pool2d(int32_t op, mdm_tensor x, const int64_t* spec, int32_t ceil_mode,
                               int32_t count_include_pad, mdm_status* st) {
   GUARD(st, nullptr, {
     auto k = mdm::ints(spec, 2), s = mdm::ints(spec + 2, 2), p = mdm::ints(spec + 4, 2);
-    if (op == 0) return mdm::wrap(at::avg_pool2d(mdm::ref(x), k, s, p, ceil_mode != 0, count_include_pad != 0));
-    if (op == 1) return mdm::wrap(at::max_pool2d(mdm::ref(x), k, s, p, {1, 1}, ceil_mode != 0));
+    if (op == MDM_POOL_AVG) return mdm::wrap(at::avg_pool2d(mdm::ref(x), k, s, p, ceil_mode != 0, count_include_pad != 0));
+    if (op == MDM_POOL_MAX) return mdm::wrap(at::max_pool2d(mdm::ref(x), k, s, p, {1, 1}, ceil_mode != 0));
     throw std::invalid_argument("unknown pooling op code " + std::to_string(op));
   })
 }
 
-// mode 0 nearest, 1 bilinear. Scale factors <= 0 mean "derive from the sizes", as PyTorch does when
-// interpolate is called with `size`; positive ones reproduce a call with `scale_factor`.
 MDM_API mdm_tensor mdm_interpolate(mdm_tensor x, int32_t mode, int32_t out_h, int32_t out_w, double scale_h,
                                    double scale_w, int32_t align_corners, mdm_status* st) {
   GUARD(st, nullptr, {
@@ -92,21 +86,20 @@ MDM_API mdm_tensor mdm_interpolate(mdm_tensor x, int32_t mode, int32_t out_h, in
     if (scale_h > 0) sh = scale_h;
     if (scale_w > 0) sw = scale_w;
     std::vector<int64_t> size{out_h, out_w};
-    if (mode == 0) return mdm::wrap(at::upsample_nearest2d(mdm::ref(x), size, sh, sw));
-    if (mode == 1) return mdm::wrap(at::upsample_bilinear2d(mdm::ref(x), size, align_corners != 0, sh, sw));
+    if (mode == MDM_INTERPOLATE_NEAREST) return mdm::wrap(at::upsample_nearest2d(mdm::ref(x), size, sh, sw));
+    if (mode == MDM_INTERPOLATE_BILINEAR) return mdm::wrap(at::upsample_bilinear2d(mdm::ref(x), size, align_corners != 0, sh, sw));
     throw std::invalid_argument("unknown interpolation mode " + std::to_string(mode));
   })
 }
 
-// mode 0 constant, 1 reflect, 2 replicate, 3 circular; pads as in torch.nn.functional.pad (last
-// dimension first).
 MDM_API mdm_tensor mdm_pad(mdm_tensor x, const int64_t* pads, int32_t n, int32_t mode, double value,
                            mdm_status* st) {
   GUARD(st, nullptr, {
-    static const char* const kModes[] = {"constant", "reflect", "replicate", "circular"};
-    if (mode < 0 || mode > 3) throw std::invalid_argument("unknown padding mode " + std::to_string(mode));
+    static const char* const kModes[] = {"constant", "reflect", "replicate", "circular"};  // mdm_pad_mode
+    if (mode < MDM_PAD_CONSTANT || mode > MDM_PAD_CIRCULAR)
+      throw std::invalid_argument("unknown padding mode " + std::to_string(mode));
     c10::optional<double> fill;
-    if (mode == 0) fill = value;
+    if (mode == MDM_PAD_CONSTANT) fill = value;
     return mdm::wrap(at::pad(mdm::ref(x), mdm::ints(pads, n), kModes[mode], fill));
   })
 }
@@ -117,12 +110,11 @@ MDM_API mdm_tensor mdm_cross_entropy(mdm_tensor logits, mdm_tensor target, mdm_t
                                           mdm::reduction(reduction), ignore_index, label_smoothing))
 }
 
-// op 0 mse, 1 l1.
 MDM_API mdm_tensor mdm_regression_loss(int32_t op, mdm_tensor a, mdm_tensor b, int32_t reduction, mdm_status* st) {
   GUARD(st, nullptr, {
     auto r = mdm::reduction(reduction);
-    if (op == 0) return mdm::wrap(at::mse_loss(mdm::ref(a), mdm::ref(b), r));
-    if (op == 1) return mdm::wrap(at::l1_loss(mdm::ref(a), mdm::ref(b), r));
+    if (op == MDM_LOSS_MSE) return mdm::wrap(at::mse_loss(mdm::ref(a), mdm::ref(b), r));
+    if (op == MDM_LOSS_L1) return mdm::wrap(at::l1_loss(mdm::ref(a), mdm::ref(b), r));
     throw std::invalid_argument("unknown loss op code " + std::to_string(op));
   })
 }

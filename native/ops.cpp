@@ -1,4 +1,4 @@
-// Elementwise arithmetic, comparisons and reductions. Op codes are shared with ffi/codes.ts.
+// Elementwise arithmetic, comparisons and reductions; the op codes are mdm.h's.
 #include "common.h"
 
 #include <ATen/WrapDimUtils.h>
@@ -75,54 +75,54 @@
 
 static at::Tensor unary(int32_t op, const at::Tensor& a) {
   switch (op) {
-    case 0: return at::neg(a);
-    case 1: return at::exp(a);
-    case 2: return at::log(a);
-    case 3: return at::sqrt(a);
-    case 4: return at::rsqrt(a);
-    case 5: return at::abs(a);
-    case 6: return at::sin(a);
-    case 7: return at::cos(a);
-    case 8: return at::tanh(a);
-    case 9: return at::sigmoid(a);
-    case 10: return at::relu(a);
-    case 11: return at::silu(a);
-    case 12: return at::gelu(a);
-    case 13: return at::gelu(a, "tanh");
-    case 14: return at::floor(a);
-    case 15: return at::ceil(a);
-    case 16: return at::round(a);
-    case 17: return at::sign(a);
-    case 18: return at::logical_not(a);
-    case 19: return at::square(a);
-    case 20: return at::reciprocal(a);
-    case 21: return at::log1p(a);
-    case 22: return at::erf(a);
-    case 23: return at::expm1(a);
-    case 24: return at::isnan(a);
+    case MDM_UNARY_NEG: return at::neg(a);
+    case MDM_UNARY_EXP: return at::exp(a);
+    case MDM_UNARY_LOG: return at::log(a);
+    case MDM_UNARY_SQRT: return at::sqrt(a);
+    case MDM_UNARY_RSQRT: return at::rsqrt(a);
+    case MDM_UNARY_ABS: return at::abs(a);
+    case MDM_UNARY_SIN: return at::sin(a);
+    case MDM_UNARY_COS: return at::cos(a);
+    case MDM_UNARY_TANH: return at::tanh(a);
+    case MDM_UNARY_SIGMOID: return at::sigmoid(a);
+    case MDM_UNARY_RELU: return at::relu(a);
+    case MDM_UNARY_SILU: return at::silu(a);
+    case MDM_UNARY_GELU: return at::gelu(a);
+    case MDM_UNARY_GELU_TANH: return at::gelu(a, "tanh");
+    case MDM_UNARY_FLOOR: return at::floor(a);
+    case MDM_UNARY_CEIL: return at::ceil(a);
+    case MDM_UNARY_ROUND: return at::round(a);
+    case MDM_UNARY_SIGN: return at::sign(a);
+    case MDM_UNARY_LOGICAL_NOT: return at::logical_not(a);
+    case MDM_UNARY_SQUARE: return at::square(a);
+    case MDM_UNARY_RECIPROCAL: return at::reciprocal(a);
+    case MDM_UNARY_LOG1P: return at::log1p(a);
+    case MDM_UNARY_ERF: return at::erf(a);
+    case MDM_UNARY_EXPM1: return at::expm1(a);
+    case MDM_UNARY_ISNAN: return at::isnan(a);
   }
   throw std::invalid_argument("unknown unary op code " + std::to_string(op));
 }
 
 static at::Tensor binary(int32_t op, const at::Tensor& a, const at::Tensor& b) {
   switch (op) {
-    case 0: return at::add(a, b);
-    case 1: return at::sub(a, b);
-    case 2: return at::mul(a, b);
-    case 3: return at::div(a, b);
-    case 4: return at::pow(a, b);
-    case 5: return at::maximum(a, b);
-    case 6: return at::minimum(a, b);
-    case 7: return at::eq(a, b);
-    case 8: return at::ne(a, b);
-    case 9: return at::lt(a, b);
-    case 10: return at::le(a, b);
-    case 11: return at::gt(a, b);
-    case 12: return at::ge(a, b);
-    case 13: return at::logical_and(a, b);
-    case 14: return at::logical_or(a, b);
-    case 15: return at::remainder(a, b);
-    case 16: return at::atan2(a, b);
+    case MDM_BINARY_ADD: return at::add(a, b);
+    case MDM_BINARY_SUB: return at::sub(a, b);
+    case MDM_BINARY_MUL: return at::mul(a, b);
+    case MDM_BINARY_DIV: return at::div(a, b);
+    case MDM_BINARY_POW: return at::pow(a, b);
+    case MDM_BINARY_MAXIMUM: return at::maximum(a, b);
+    case MDM_BINARY_MINIMUM: return at::minimum(a, b);
+    case MDM_BINARY_EQ: return at::eq(a, b);
+    case MDM_BINARY_NE: return at::ne(a, b);
+    case MDM_BINARY_LT: return at::lt(a, b);
+    case MDM_BINARY_LE: return at::le(a, b);
+    case MDM_BINARY_GT: return at::gt(a, b);
+    case MDM_BINARY_GE: return at::ge(a, b);
+    case MDM_BINARY_LOGICAL_AND: return at::logical_and(a, b);
+    case MDM_BINARY_LOGICAL_OR: return at::logical_or(a, b);
+    case MDM_BINARY_REMAINDER: return at::remainder(a, b);
+    case MDM_BINARY_ATAN2: return at::atan2(a, b);
   }
   throw std::invalid_argument("unknown binary op code " + std::to_string(op));
 }
@@ -138,23 +138,22 @@ static at::Scalar scalar_for(const at::Tensor& a, double v) {
 static at::Tensor binary_scalar(int32_t op, const at::Tensor& a, double v) {
   auto s = scalar_for(a, v);
   switch (op) {
-    case 0: return at::add(a, s);
-    case 1: return at::sub(a, s);
-    case 2: return at::mul(a, s);
-    case 3: return at::div(a, s);
-    case 4: return at::pow(a, s);
-    case 5: return at::clamp_min(a, s);
-    case 6: return at::clamp_max(a, s);
-    case 7: return at::eq(a, s);
-    case 8: return at::ne(a, s);
-    case 9: return at::lt(a, s);
-    case 10: return at::le(a, s);
-    case 11: return at::gt(a, s);
-    case 12: return at::ge(a, s);
-    case 15: return at::remainder(a, s);
-    case 17: return at::rsub(a, s);
-    case 18: return at::mul(at::reciprocal(a), s);
-    case 19: return at::pow(s, a);
+    case MDM_BINARY_ADD: return at::add(a, s);
+    case MDM_BINARY_SUB: return at::sub(a, s);
+    case MDM_BINARY_MUL: return at::mul(a, s);
+    case MDM_BINARY_DIV: return at::div(a, s);
+    case MDM_BINARY_POW: return at::pow(a, s);
+    case MDM_BINARY_MAXIMUM: return at::clamp_min(a, s);
+    case MDM_BINARY_MINIMUM: return at::clamp_max(a, s);
+    case MDM_BINARY_EQ: return at::eq(a, s);
+    case MDM_BINARY_NE: return at::ne(a, s);
+    case MDM_BINARY_LT: return at::lt(a, s);
+    case MDM_BINARY_LE: return at::le(a, s);
+    case MDM_BINARY_GT: return at::gt(a, s);
+    case MDM_BINARY_GE: return at::ge(a, s);
+    case MDM_BINARY_REMAINDER: return at::remainder(a, s);
+    case MDM_BINARY_RSUB: return at::rsub(a, s);
+    case MDM_BINARY_RDIV: return at::mul(at::reciprocal(a), s);
   }
   throw std::invalid_argument("unsupported scalar op code " + std::to_string(op));
 }
@@ -194,46 +193,39 @@ MDM_API mdm_tensor mdm_binary_scalar(int32_t op, mdm_tensor a, double v, mdm_sta
   })
 }
 
-// In-place updates, for optimizers of our own, EMA and buffers. Codes: 0 add_, 1 sub_, 2 mul_,
-// 3 div_, 4 copy_.
 MDM_API int32_t mdm_inplace(int32_t op, mdm_tensor a, mdm_tensor b, mdm_status* st) {
   GUARD_STATUS(st, {
-    if (a == nullptr) throw std::invalid_argument("null tensor handle");
-    auto& t = *a;
+    auto& t = mdm::mut(a);
     const auto& o = mdm::ref(b);
     switch (op) {
-      case 0: t.add_(o); break;
-      case 1: t.sub_(o); break;
-      case 2: t.mul_(o); break;
-      case 3: t.div_(o); break;
-      case 4: t.copy_(o); break;
+      case MDM_INPLACE_ADD: t.add_(o); break;
+      case MDM_INPLACE_SUB: t.sub_(o); break;
+      case MDM_INPLACE_MUL: t.mul_(o); break;
+      case MDM_INPLACE_DIV: t.div_(o); break;
+      case MDM_INPLACE_COPY: t.copy_(o); break;
       default: throw std::invalid_argument("unknown in-place op code " + std::to_string(op));
     }
   })
 }
 
-// Codes: 0 add_, 1 sub_, 2 mul_, 3 div_, 5 fill_.
 MDM_API int32_t mdm_inplace_scalar(int32_t op, mdm_tensor a, double v, mdm_status* st) {
   GUARD_STATUS(st, {
-    if (a == nullptr) throw std::invalid_argument("null tensor handle");
-    auto& t = *a;
+    auto& t = mdm::mut(a);
     auto s = scalar_for(t, v);
     switch (op) {
-      case 0: t.add_(s); break;
-      case 1: t.sub_(s); break;
-      case 2: t.mul_(s); break;
-      case 3: t.div_(s); break;
-      case 5: t.fill_(s); break;
+      case MDM_INPLACE_ADD: t.add_(s); break;
+      case MDM_INPLACE_SUB: t.sub_(s); break;
+      case MDM_INPLACE_MUL: t.mul_(s); break;
+      case MDM_INPLACE_DIV: t.div_(s); break;
+      case MDM_INPLACE_FILL: t.fill_(s); break;
       default: throw std::invalid_argument("unknown in-place scalar op code " + std::to_string(op));
     }
   })
 }
 
-// a += weight * (b - a): the EMA update in one kernel.
 MDM_API int32_t mdm_lerp_(mdm_tensor a, mdm_tensor b, double weight, mdm_status* st) {
   GUARD_STATUS(st, {
-    if (a == nullptr) throw std::invalid_argument("null tensor handle");
-    a->lerp_(mdm::ref(b), weight);
+    mdm::mut(a).lerp_(mdm::ref(b), weight);
   })
 }
 
@@ -258,8 +250,6 @@ MDM_API mdm_tensor mdm_masked_fill(mdm_tensor a, mdm_tensor mask, double v, mdm_
   })
 }
 
-// Reductions over `dims` (all dimensions when none are given). Codes: 0 sum, 1 mean, 2 amax,
-// 3 amin, 4 logsumexp, 5 all, 6 any.
 MDM_API mdm_tensor mdm_reduce(int32_t op, mdm_tensor a, const int64_t* dims, int32_t n, int32_t keepdim,
                               mdm_status* st) {
   GUARD(st, nullptr, {
@@ -269,13 +259,13 @@ MDM_API mdm_tensor mdm_reduce(int32_t op, mdm_tensor a, const int64_t* dims, int
       for (int64_t i = 0; i < t.dim(); i++) d.push_back(i);
     bool k = keepdim != 0;
     switch (op) {
-      case 0: return mdm::wrap(n == 0 && !k ? at::sum(t) : at::sum(t, d, k));
-      case 1: return mdm::wrap(n == 0 && !k ? at::mean(t) : at::mean(t, d, k));
-      case 2: return mdm::wrap(at::amax(t, d, k));
-      case 3: return mdm::wrap(at::amin(t, d, k));
-      case 4: return mdm::wrap(at::logsumexp(t, d, k));
-      case 5:
-      case 6: {
+      case MDM_REDUCE_SUM: return mdm::wrap(n == 0 && !k ? at::sum(t) : at::sum(t, d, k));
+      case MDM_REDUCE_MEAN: return mdm::wrap(n == 0 && !k ? at::mean(t) : at::mean(t, d, k));
+      case MDM_REDUCE_AMAX: return mdm::wrap(at::amax(t, d, k));
+      case MDM_REDUCE_AMIN: return mdm::wrap(at::amin(t, d, k));
+      case MDM_REDUCE_LOGSUMEXP: return mdm::wrap(at::logsumexp(t, d, k));
+      case MDM_REDUCE_ALL:
+      case MDM_REDUCE_ANY: {
         // One dimension at a time, highest first, so that the indices still to go stay valid.
         for (auto& x : d) x = at::maybe_wrap_dim(x, t.dim());
         std::sort(d.begin(), d.end());
@@ -283,7 +273,7 @@ MDM_API mdm_tensor mdm_reduce(int32_t op, mdm_tensor a, const int64_t* dims, int
           throw std::invalid_argument("all/any: a dimension appears more than once in the list");
         auto r = t.to(at::kBool);
         for (auto it = d.rbegin(); it != d.rend(); ++it)
-          r = op == 5 ? at::all(r, *it, k) : at::any(r, *it, k);
+          r = op == MDM_REDUCE_ALL ? at::all(r, *it, k) : at::any(r, *it, k);
         return mdm::wrap(r);
       }
     }
@@ -301,22 +291,21 @@ MDM_API mdm_tensor mdm_var(mdm_tensor a, const int64_t* dims, int32_t n, int32_t
   })
 }
 
-// Values and indices of the maximum (op 0) or minimum (op 1) along one dimension.
-MDM_API int32_t mdm_minmax_dim(int32_t op, mdm_tensor a, int32_t dim, int32_t keepdim, mdm_tensor* out,
+MDM_API int32_t mdm_minmax_dim(int32_t extreme, mdm_tensor a, int32_t dim, int32_t keepdim, mdm_tensor* out,
                                int32_t capacity, mdm_status* st) {
   GUARD(st, -1, {
-    auto r = op == 0 ? at::max(mdm::ref(a), dim, keepdim != 0) : at::min(mdm::ref(a), dim, keepdim != 0);
+    auto r = extreme == MDM_EXTREME_MAX ? at::max(mdm::ref(a), dim, keepdim != 0) : at::min(mdm::ref(a), dim, keepdim != 0);
     return mdm::emit({std::get<0>(r), std::get<1>(r)}, out, capacity);
   })
 }
 
-// op 0 argmax, 1 argmin; without a dimension the index is into the flattened tensor.
-MDM_API mdm_tensor mdm_argminmax(int32_t op, mdm_tensor a, int32_t dim, int32_t has_dim, int32_t keepdim,
+MDM_API mdm_tensor mdm_argminmax(int32_t extreme, mdm_tensor a, int32_t dim, int32_t has_dim, int32_t keepdim,
                                  mdm_status* st) {
   GUARD(st, nullptr, {
     c10::optional<int64_t> d;
     if (has_dim) d = dim;
-    return mdm::wrap(op == 0 ? at::argmax(mdm::ref(a), d, keepdim != 0) : at::argmin(mdm::ref(a), d, keepdim != 0));
+    return mdm::wrap(extreme == MDM_EXTREME_MAX ? at::argmax(mdm::ref(a), d, keepdim != 0)
+                                                : at::argmin(mdm::ref(a), d, keepdim != 0));
   })
 }
 

@@ -7,16 +7,15 @@
 #include <torch/serialize/input-archive.h>
 #include <torch/serialize/output-archive.h>
 
-using mdm_optimizer = torch::optim::Optimizer*;
+struct mdm_optimizer_s {
+  std::unique_ptr<torch::optim::Optimizer> impl;
+};
 
 struct mdm_blob_s {
   std::string bytes;
 };
-using mdm_blob = mdm_blob_s*;
 
-// Hyper-parameters arrive in a fixed order per kind:
-//   0 Adam, 1 AdamW: lr, beta1, beta2, eps, weight_decay, amsgrad
-//   2 SGD:           lr, momentum, dampening, weight_decay, nesterov
+// Hyper-parameters arrive in the order mdm.h gives for each kind.
 MDM_API mdm_optimizer mdm_optim_new(int32_t kind, const mdm_tensor* params, int32_t n, const double* hp,
                                     int32_t nhp, mdm_status* st) {
   GUARD(st, nullptr, {
@@ -27,20 +26,20 @@ MDM_API mdm_optimizer mdm_optim_new(int32_t kind, const mdm_tensor* params, int3
                                     " hyper-parameters, got " + std::to_string(nhp));
     };
     switch (kind) {
-      case 0: {
+      case MDM_OPTIMIZER_ADAM: {
         need(6);
         auto o = torch::optim::AdamOptions(hp[0]).betas({hp[1], hp[2]}).eps(hp[3]).weight_decay(hp[4]).amsgrad(hp[5] != 0);
-        return static_cast<mdm_optimizer>(new torch::optim::Adam(ps, o));
+        return new mdm_optimizer_s{std::make_unique<torch::optim::Adam>(ps, o)};
       }
-      case 1: {
+      case MDM_OPTIMIZER_ADAMW: {
         need(6);
         auto o = torch::optim::AdamWOptions(hp[0]).betas({hp[1], hp[2]}).eps(hp[3]).weight_decay(hp[4]).amsgrad(hp[5] != 0);
-        return static_cast<mdm_optimizer>(new torch::optim::AdamW(ps, o));
+        return new mdm_optimizer_s{std::make_unique<torch::optim::AdamW>(ps, o)};
       }
-      case 2: {
+      case MDM_OPTIMIZER_SGD: {
         need(5);
         auto o = torch::optim::SGDOptions(hp[0]).momentum(hp[1]).dampening(hp[2]).weight_decay(hp[3]).nesterov(hp[4] != 0);
-        return static_cast<mdm_optimizer>(new torch::optim::SGD(ps, o));
+        return new mdm_optimizer_s{std::make_unique<torch::optim::SGD>(ps, o)};
       }
     }
     throw std::invalid_argument("unknown optimizer kind " + std::to_string(kind));
@@ -52,7 +51,7 @@ MDM_API void mdm_optim_free(mdm_optimizer o) { delete o; }
 MDM_API int32_t mdm_optim_step(mdm_optimizer o, mdm_status* st) {
   GUARD_STATUS(st, {
     if (o == nullptr) throw std::invalid_argument("null optimizer handle");
-    o->step();
+    o->impl->step();
   })
 }
 
@@ -60,7 +59,7 @@ MDM_API int32_t mdm_optim_step(mdm_optimizer o, mdm_status* st) {
 MDM_API int32_t mdm_optim_zero_grad(mdm_optimizer o, int32_t set_to_none, mdm_status* st) {
   GUARD_STATUS(st, {
     if (o == nullptr) throw std::invalid_argument("null optimizer handle");
-    for (auto& group : o->param_groups())
+    for (auto& group : o->impl->param_groups())
       for (auto& p : group.params()) {
         auto& g = p.mutable_grad();
         if (!g.defined()) continue;
@@ -77,14 +76,14 @@ MDM_API int32_t mdm_optim_zero_grad(mdm_optimizer o, int32_t set_to_none, mdm_st
 MDM_API int32_t mdm_optim_set_lr(mdm_optimizer o, double lr, mdm_status* st) {
   GUARD_STATUS(st, {
     if (o == nullptr) throw std::invalid_argument("null optimizer handle");
-    for (auto& group : o->param_groups()) group.options().set_lr(lr);
+    for (auto& group : o->impl->param_groups()) group.options().set_lr(lr);
   })
 }
 
 MDM_API double mdm_optim_get_lr(mdm_optimizer o, mdm_status* st) {
   GUARD(st, -1.0, {
     if (o == nullptr) throw std::invalid_argument("null optimizer handle");
-    return o->param_groups().at(0).options().get_lr();
+    return o->impl->param_groups().at(0).options().get_lr();
   })
 }
 
@@ -93,7 +92,7 @@ MDM_API mdm_blob mdm_optim_state_save(mdm_optimizer o, mdm_status* st) {
   GUARD(st, nullptr, {
     if (o == nullptr) throw std::invalid_argument("null optimizer handle");
     torch::serialize::OutputArchive archive;
-    o->save(archive);
+    o->impl->save(archive);
     auto blob = std::make_unique<mdm_blob_s>();
     archive.save_to([&](const void* data, size_t size) {
       blob->bytes.append(static_cast<const char*>(data), size);
@@ -112,7 +111,7 @@ MDM_API int32_t mdm_optim_state_load(mdm_optimizer o, const void* data, int64_t 
     // libtorch's load() restores the per-parameter state only; torch.optim's load_state_dict also
     // restores each group's options (lr, betas, ...). Read them all before changing anything, so
     // that a bad state leaves the optimizer as it was.
-    auto& groups = o->param_groups();
+    auto& groups = o->impl->param_groups();
     torch::serialize::InputArchive groups_archive;
     archive.read("param_groups", groups_archive);
     std::vector<std::unique_ptr<torch::optim::OptimizerOptions>> options;
@@ -123,7 +122,7 @@ MDM_API int32_t mdm_optim_state_load(mdm_optimizer o, const void* data, int64_t 
       options.push_back(groups[i].options().clone());
       options.back()->serialize(options_archive);
     }
-    o->load(archive);
+    o->impl->load(archive);
     for (size_t i = 0; i < groups.size(); i++) groups[i].set_options(std::move(options[i]));
   })
 }

@@ -10,11 +10,13 @@
 #include <ATen/ops/randn.h>
 #include <ATen/ops/randperm.h>
 
-using mdm_generator = at::Generator*;
+struct mdm_generator_s {
+  at::Generator gen;
+};
 
 static c10::optional<at::Generator> gen(mdm_generator g) {
   if (g == nullptr) return c10::nullopt;
-  return *g;
+  return g->gen;
 }
 
 // A fresh generator of the device's kind, seeded independently of the global one.
@@ -25,18 +27,17 @@ MDM_API mdm_generator mdm_generator_new(uint64_t seed, int32_t dev, mdm_status* 
                                  : at::globalContext().defaultGenerator(d).clone();
     std::lock_guard<std::mutex> lock(g.mutex());
     g.set_current_seed(seed);
-    return new at::Generator(std::move(g));
+    return new mdm_generator_s{std::move(g)};
   })
 }
 
 MDM_API void mdm_generator_free(mdm_generator g) { delete g; }
 
 static at::Generator resolve(mdm_generator g, int32_t dev) {
-  if (g != nullptr) return *g;
+  if (g != nullptr) return g->gen;
   return at::globalContext().defaultGenerator(mdm::device(dev));
 }
 
-// A null generator means the device's global generator.
 MDM_API mdm_tensor mdm_generator_get_state(mdm_generator g, int32_t dev, mdm_status* st) {
   GUARD(st, nullptr, {
     auto r = resolve(g, dev);

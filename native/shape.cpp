@@ -132,8 +132,8 @@ MDM_API mdm_tensor mdm_clone(mdm_tensor a, mdm_status* st) { GUARD_TENSOR(st, md
 // format 0: row-major (NCHW), 1: channels last (NHWC strides, NCHW shape): what oneDNN's CPU
 // convolutions run fastest on.
 static at::MemoryFormat memory_format(int32_t format) {
-  if (format == 0) return at::MemoryFormat::Contiguous;
-  if (format == 1) return at::MemoryFormat::ChannelsLast;
+  if (format == MDM_MEMORY_FORMAT_CONTIGUOUS) return at::MemoryFormat::Contiguous;
+  if (format == MDM_MEMORY_FORMAT_CHANNELS_LAST) return at::MemoryFormat::ChannelsLast;
   throw std::invalid_argument("unknown memory format code " + std::to_string(format));
 }
 

@@ -1,10 +1,11 @@
-// Devices and their codes in the native shim (-1 is the CPU, k >= 0 is CUDA device k).
+// Devices and their codes in the native shim (native/mdm.h: the CPU, or CUDA device k for k >= 0).
+import { DEVICE } from "../ffi/codes.ts";
 
 /** Where a tensor lives. `"cuda"` means CUDA device 0. */
 export type Device = "cpu" | "cuda" | `cuda:${number}`;
 
 export function deviceCode(d: Device): number {
-  if (d === "cpu") return -1;
+  if (d === "cpu") return DEVICE.cpu;
   if (d === "cuda") return 0;
   const m = /^cuda:(\d+)$/.exec(d);
   if (!m) throw new TypeError(`unknown device ${JSON.stringify(d)}; expected "cpu", "cuda" or "cuda:N"`);
@@ -12,7 +13,7 @@ export function deviceCode(d: Device): number {
 }
 
 export function deviceFromCode(c: number): Device {
-  if (c === -1) return "cpu";
+  if (c === DEVICE.cpu) return "cpu";
   if (c >= 0) return `cuda:${c}`;
   throw new TypeError(`native library returned unknown device code ${c}`);
 }

@@ -1,4 +1,5 @@
 // Element types, their codes in the native shim, and the typed arrays that hold them on the host.
+import { DTYPE } from "../ffi/codes.ts";
 
 /** Element types mdm tensors can hold. */
 export type DType =
@@ -14,22 +15,10 @@ export type DType =
 export type FloatDType = "float32" | "float64" | "float16" | "bfloat16";
 export type IntDType = "int64" | "int32" | "uint8";
 
-/** Codes shared with native/core.cpp. */
-export const DTYPES: readonly DType[] = [
-  "float32",
-  "float64",
-  "float16",
-  "bfloat16",
-  "int64",
-  "int32",
-  "uint8",
-  "bool",
-];
+/** Every dtype, in the order of their codes (native/mdm.h's `enum mdm_dtype`). */
+export const DTYPES: readonly DType[] = (Object.keys(DTYPE) as DType[]).sort((a, b) => DTYPE[a] - DTYPE[b]);
 
-const CODE: Record<DType, number> = Object.fromEntries(DTYPES.map((d, i) => [d, i])) as Record<
-  DType,
-  number
->;
+const CODE: Readonly<Record<DType, number>> = DTYPE;
 
 export function dtypeCode(d: DType): number {
   const c = CODE[d];

@@ -1,7 +1,7 @@
 // Functional neural-network ops, as torch.nn.functional has them.
 import { STATUS as ST, sym } from "../ffi/lib.ts";
 import { ints } from "../ffi/scratch.ts";
-import { REDUCTION } from "../ffi/codes.ts";
+import { INTERPOLATE, LOSS, PAD, POOL, REDUCTION, SOFTMAX } from "../ffi/codes.ts";
 import { type DType, dtypeCode } from "./dtype.ts";
 import type { Device } from "./device.ts";
 import { fail, int, intList, Tensor, tensorArray } from "./tensor.ts";
@@ -211,7 +211,8 @@ export function softmax<D extends DType, V extends Device, E extends DType = D>(
   dtype?: E,
 ): Tensor<E, V> {
   return new Tensor(
-    sym.mdm_softmax(0, x.ptr, int(dim, "softmax: dim"), dtype ? dtypeCode(dtype) : -1, ST) ?? fail("softmax", x),
+    sym.mdm_softmax(SOFTMAX.softmax, x.ptr, int(dim, "softmax: dim"), dtype ? dtypeCode(dtype) : -1, ST) ??
+      fail("softmax", x),
   );
 }
 
@@ -221,7 +222,8 @@ export function logSoftmax<D extends DType, V extends Device, E extends DType = 
   dtype?: E,
 ): Tensor<E, V> {
   return new Tensor(
-    sym.mdm_softmax(1, x.ptr, int(dim, "logSoftmax: dim"), dtype ? dtypeCode(dtype) : -1, ST) ?? fail("logSoftmax", x),
+    sym.mdm_softmax(SOFTMAX.logSoftmax, x.ptr, int(dim, "logSoftmax: dim"), dtype ? dtypeCode(dtype) : -1, ST) ??
+      fail("logSoftmax", x),
   );
 }
 
@@ -258,7 +260,7 @@ export function avgPool2d<D extends DType, V extends Device>(
   kernel: Pair,
   o: PoolOptions = {},
 ): Tensor<D, V> {
-  return pool(0, "avgPool2d", x, kernel, o);
+  return pool(POOL.avg, "avgPool2d", x, kernel, o);
 }
 
 export function maxPool2d<D extends DType, V extends Device>(
@@ -266,7 +268,7 @@ export function maxPool2d<D extends DType, V extends Device>(
   kernel: Pair,
   o: PoolOptions = {},
 ): Tensor<D, V> {
-  return pool(1, "maxPool2d", x, kernel, o);
+  return pool(POOL.max, "maxPool2d", x, kernel, o);
 }
 
 export interface InterpolateOptions {
@@ -299,18 +301,16 @@ export function interpolate<D extends DType, V extends Device>(x: Tensor<D, V>, 
     throw new TypeError("interpolate: give exactly one of size and scaleFactor");
   }
   return new Tensor(
-    sym.mdm_interpolate(x.ptr, mode === "nearest" ? 0 : 1, h, w, sh, sw, o.alignCorners ? 1 : 0, ST) ??
+    sym.mdm_interpolate(x.ptr, INTERPOLATE[mode], h, w, sh, sw, o.alignCorners ? 1 : 0, ST) ??
       fail("interpolate", x),
   );
 }
-
-const PAD_MODES = { constant: 0, reflect: 1, replicate: 2, circular: 3 } as const;
 
 /** Pads the trailing dimensions: `pads` is [left, right, top, bottom, ...], last dimension first. */
 export function pad<D extends DType, V extends Device>(
   x: Tensor<D, V>,
   pads: readonly number[],
-  mode: keyof typeof PAD_MODES = "constant",
+  mode: keyof typeof PAD = "constant",
   value = 0,
 ): Tensor<D, V> {
   const p = intList(pads, "pad: pads");
@@ -319,7 +319,7 @@ export function pad<D extends DType, V extends Device>(
       `pad: pads must hold two values per padded dimension, got [${p.join(", ")}] for a ${x.ndim}-D tensor`,
     );
   }
-  const m = PAD_MODES[mode];
+  const m = PAD[mode];
   if (m === undefined) throw new TypeError(`pad: unknown mode ${JSON.stringify(mode)}`);
   return new Tensor(sym.mdm_pad(x.ptr, ints(p), p.length, m, value, ST) ?? fail("pad", x));
 }
@@ -369,7 +369,7 @@ export function mseLoss<D extends DType, V extends Device>(
   b: Tensor<D, V>,
   reduction: Reduction = "mean",
 ): Tensor<D, V> {
-  return regression(0, "mseLoss", a, b, reduction);
+  return regression(LOSS.mse, "mseLoss", a, b, reduction);
 }
 
 export function l1Loss<D extends DType, V extends Device>(
@@ -377,5 +377,5 @@ export function l1Loss<D extends DType, V extends Device>(
   b: Tensor<D, V>,
   reduction: Reduction = "mean",
 ): Tensor<D, V> {
-  return regression(1, "l1Loss", a, b, reduction);
+  return regression(LOSS.l1, "l1Loss", a, b, reduction);
 }

@@ -1,12 +1,11 @@
 // libtorch's optimizers over mdm tensors, with state export for checkpoints.
+import { OPTIMIZER } from "../ffi/codes.ts";
 import { STATUS as ST, sym } from "../ffi/lib.ts";
 import type { Device } from "./device.ts";
 import { DisposedError } from "./error.ts";
 import { check, fail, type Tensor, tensorArray } from "./tensor.ts";
 
 const registry = new FinalizationRegistry<Deno.PointerObject>((h) => sym.mdm_optim_free(h));
-
-const KIND = { adam: 0, adamw: 1, sgd: 2 } as const;
 
 const STATE_MAGIC = "mdm-optimizer-state 1\n";
 
@@ -36,7 +35,7 @@ abstract class Optimizer {
   readonly params: readonly Tensor<"float32" | "float64" | "float16" | "bfloat16", Device>[];
 
   protected constructor(
-    kind: keyof typeof KIND,
+    kind: keyof typeof OPTIMIZER,
     params: readonly Tensor<"float32" | "float64" | "float16" | "bfloat16", Device>[],
     hyper: number[],
   ) {
@@ -49,9 +48,15 @@ abstract class Optimizer {
     });
     const hp = new Float64Array(hyper);
     this.params = [...params];
-    this.#h =
-      sym.mdm_optim_new(KIND[kind], tensorArray(params), params.length, Deno.UnsafePointer.of(hp), hp.length, ST) ??
-        fail(name, ...params);
+    this.#h = sym.mdm_optim_new(
+      OPTIMIZER[kind],
+      tensorArray(params),
+      params.length,
+      Deno.UnsafePointer.of(hp),
+      hp.length,
+      ST,
+    ) ??
+      fail(name, ...params);
     registry.register(this, this.#h, this);
   }
 

@@ -1,7 +1,7 @@
 // The typed tensor handle: dtype and device in the type, libtorch ops as methods.
 import { STATUS as ST, sym, takeError } from "../ffi/lib.ts";
 import { handleArray, ints, OUT, readHandles, readInts } from "../ffi/scratch.ts";
-import { BINARY, REDUCE, UNARY } from "../ffi/codes.ts";
+import { BINARY, EXTREME, INPLACE, MEMORY_FORMAT, REDUCE, SOFTMAX, UNARY } from "../ffi/codes.ts";
 import {
   BYTES,
   type DType,
@@ -85,7 +85,6 @@ function many<D extends DType, V extends Device>(n: number, op: string, ...input
 }
 
 export type MemoryFormat = "contiguous" | "channelsLast";
-const MEMORY_FORMATS: Record<MemoryFormat, number> = { contiguous: 0, channelsLast: 1 };
 
 /** Options of `Tensor.to`. */
 export interface ToOptions<D extends DType, V extends Device> {
@@ -399,23 +398,23 @@ export class Tensor<D extends DType = DType, V extends Device = Device> implemen
     return this;
   }
   add_(other: Tensor<DType, V> | number): this {
-    return this.#inplace(0, other, "add_");
+    return this.#inplace(INPLACE.add, other, "add_");
   }
   sub_(other: Tensor<DType, V> | number): this {
-    return this.#inplace(1, other, "sub_");
+    return this.#inplace(INPLACE.sub, other, "sub_");
   }
   mul_(other: Tensor<DType, V> | number): this {
-    return this.#inplace(2, other, "mul_");
+    return this.#inplace(INPLACE.mul, other, "mul_");
   }
   div_(other: Tensor<DType, V> | number): this {
-    return this.#inplace(3, other, "div_");
+    return this.#inplace(INPLACE.div, other, "div_");
   }
   copy_(src: Tensor<DType, Device>): this {
-    check(sym.mdm_inplace(4, this.ptr, src.ptr, ST), "copy_", this, src);
+    check(sym.mdm_inplace(INPLACE.copy, this.ptr, src.ptr, ST), "copy_", this, src);
     return this;
   }
   fill_(value: number): this {
-    return this.#inplace(5, value, "fill_");
+    return this.#inplace(INPLACE.fill, value, "fill_");
   }
   zero_(): this {
     return this.#inplace(5, 0, "zero_");
@@ -487,19 +486,35 @@ export class Tensor<D extends DType = DType, V extends Device = Device> implemen
   }
   /** Maximum along `dim`: values and their indices. */
   max(dim: number, keepdim = false): [Tensor<D, V>, Tensor<"int64", V>] {
-    const n = sym.mdm_minmax_dim(0, this.ptr, int(dim, "max: dim"), keepdim ? 1 : 0, OUT.ptr, OUT.capacity, ST);
+    const n = sym.mdm_minmax_dim(
+      EXTREME.max,
+      this.ptr,
+      int(dim, "max: dim"),
+      keepdim ? 1 : 0,
+      OUT.ptr,
+      OUT.capacity,
+      ST,
+    );
     return many(n, "max", this) as [Tensor<D, V>, Tensor<"int64", V>];
   }
   min(dim: number, keepdim = false): [Tensor<D, V>, Tensor<"int64", V>] {
-    const n = sym.mdm_minmax_dim(1, this.ptr, int(dim, "min: dim"), keepdim ? 1 : 0, OUT.ptr, OUT.capacity, ST);
+    const n = sym.mdm_minmax_dim(
+      EXTREME.min,
+      this.ptr,
+      int(dim, "min: dim"),
+      keepdim ? 1 : 0,
+      OUT.ptr,
+      OUT.capacity,
+      ST,
+    );
     return many(n, "min", this) as [Tensor<D, V>, Tensor<"int64", V>];
   }
   /** Index of the maximum along `dim`, or into the flattened tensor when `dim` is omitted. */
   argmax(dim?: number, keepdim = false): Tensor<"int64", V> {
-    return this.#argminmax(0, dim, keepdim, "argmax");
+    return this.#argminmax(EXTREME.max, dim, keepdim, "argmax");
   }
   argmin(dim?: number, keepdim = false): Tensor<"int64", V> {
-    return this.#argminmax(1, dim, keepdim, "argmin");
+    return this.#argminmax(EXTREME.min, dim, keepdim, "argmin");
   }
   #argminmax(code: number, dim: number | undefined, keepdim: boolean, op: string): Tensor<"int64", V> {
     const has = dim !== undefined;
@@ -707,10 +722,10 @@ export class Tensor<D extends DType = DType, V extends Device = Device> implemen
    * tensors as NHWC, which oneDNN's CPU convolutions run fastest on; shapes stay NCHW.
    */
   toMemoryFormat(format: MemoryFormat): Tensor<D, V> {
-    return new Tensor(sym.mdm_to_memory_format(this.ptr, MEMORY_FORMATS[format], ST) ?? fail("toMemoryFormat", this));
+    return new Tensor(sym.mdm_to_memory_format(this.ptr, MEMORY_FORMAT[format], ST) ?? fail("toMemoryFormat", this));
   }
   isMemoryFormat(format: MemoryFormat): boolean {
-    const r = sym.mdm_is_memory_format(this.ptr, MEMORY_FORMATS[format], ST);
+    const r = sym.mdm_is_memory_format(this.ptr, MEMORY_FORMAT[format], ST);
     if (r < 0) fail("isMemoryFormat", this);
     return r === 1;
   }
@@ -770,13 +785,13 @@ export class Tensor<D extends DType = DType, V extends Device = Device> implemen
   /** Softmax along `dim`, optionally computed in another dtype (float32 for a half tensor). */
   softmax<E extends DType = D>(dim: number, dtype?: E): Tensor<E, V> {
     return new Tensor(
-      sym.mdm_softmax(0, this.ptr, int(dim, "softmax: dim"), dtype ? dtypeCode(dtype) : -1, ST) ??
+      sym.mdm_softmax(SOFTMAX.softmax, this.ptr, int(dim, "softmax: dim"), dtype ? dtypeCode(dtype) : -1, ST) ??
         fail("softmax", this),
     );
   }
   logSoftmax<E extends DType = D>(dim: number, dtype?: E): Tensor<E, V> {
     return new Tensor(
-      sym.mdm_softmax(1, this.ptr, int(dim, "logSoftmax: dim"), dtype ? dtypeCode(dtype) : -1, ST) ??
+      sym.mdm_softmax(SOFTMAX.logSoftmax, this.ptr, int(dim, "logSoftmax: dim"), dtype ? dtypeCode(dtype) : -1, ST) ??
         fail("logSoftmax", this),
     );
   }
