@@ -4,6 +4,7 @@
 
 #include <ATen/ops/avg_pool2d.h>
 #include <ATen/ops/batch_norm.h>
+#include <ATen/ops/broadcast_tensors.h>
 #include <ATen/ops/conv1d.h>
 #include <ATen/ops/conv2d.h>
 #include <ATen/ops/conv_transpose2d.h>
@@ -113,8 +114,11 @@ MDM_API mdm_tensor mdm_cross_entropy(mdm_tensor logits, mdm_tensor target, mdm_t
 MDM_API mdm_tensor mdm_regression_loss(int32_t op, mdm_tensor a, mdm_tensor b, int32_t reduction, mdm_status* st) {
   GUARD(st, nullptr, {
     auto r = mdm::reduction(reduction);
-    if (op == MDM_LOSS_MSE) return mdm::wrap(at::mse_loss(mdm::ref(a), mdm::ref(b), r));
-    if (op == MDM_LOSS_L1) return mdm::wrap(at::l1_loss(mdm::ref(a), mdm::ref(b), r));
+    // Broadcast first, as torch.nn.functional does: at::mse_loss on unbroadcast shapes divides the
+    // smaller operand's gradient by its own element count instead of the broadcast one.
+    auto ab = at::broadcast_tensors({mdm::ref(a), mdm::ref(b)});
+    if (op == MDM_LOSS_MSE) return mdm::wrap(at::mse_loss(ab[0], ab[1], r));
+    if (op == MDM_LOSS_L1) return mdm::wrap(at::l1_loss(ab[0], ab[1], r));
     throw std::invalid_argument("unknown loss op code " + std::to_string(op));
   })
 }

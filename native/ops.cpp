@@ -51,7 +51,9 @@
 #include <ATen/ops/pow.h>
 #include <ATen/ops/reciprocal.h>
 #include <ATen/ops/relu.h>
+#include <ATen/ops/ones.h>
 #include <ATen/ops/remainder.h>
+#include <ATen/ops/result_type.h>
 #include <ATen/ops/round.h>
 #include <ATen/ops/rsqrt.h>
 #include <ATen/ops/rsub.h>
@@ -104,6 +106,21 @@ static at::Tensor unary(int32_t op, const at::Tensor& a) {
   throw std::invalid_argument("unknown unary op code " + std::to_string(op));
 }
 
+// The signed integer division instruction traps (SIGFPE, which no exception guard catches) on the
+// minimum value divided by -1. x % -1 is 0 for every x, as x % 1 is: so divide by 1 there.
+// Division by zero needs nothing here: libtorch checks it (ZeroDivisionError) before dividing.
+static bool signed_integral(at::ScalarType t) { return at::isIntegralType(t, false) && at::isSignedType(t); }
+
+static at::Tensor int_safe_remainder(const at::Tensor& a, const at::Tensor& b) {
+  if (!signed_integral(at::result_type(a, b))) return at::remainder(a, b);
+  return at::remainder(a, at::where(b.eq(-1), at::ones({}, b.options()), b));
+}
+
+static at::Tensor int_safe_remainder(const at::Tensor& a, const at::Scalar& s) {
+  if (s.isIntegral(false) && s.toLong() == -1 && signed_integral(a.scalar_type())) return at::remainder(a, 1);
+  return at::remainder(a, s);
+}
+
 static at::Tensor binary(int32_t op, const at::Tensor& a, const at::Tensor& b) {
   switch (op) {
     case MDM_BINARY_ADD: return at::add(a, b);
@@ -121,7 +138,7 @@ static at::Tensor binary(int32_t op, const at::Tensor& a, const at::Tensor& b) {
     case MDM_BINARY_GE: return at::ge(a, b);
     case MDM_BINARY_LOGICAL_AND: return at::logical_and(a, b);
     case MDM_BINARY_LOGICAL_OR: return at::logical_or(a, b);
-    case MDM_BINARY_REMAINDER: return at::remainder(a, b);
+    case MDM_BINARY_REMAINDER: return int_safe_remainder(a, b);
     case MDM_BINARY_ATAN2: return at::atan2(a, b);
   }
   throw std::invalid_argument("unknown binary op code " + std::to_string(op));
@@ -151,7 +168,7 @@ static at::Tensor binary_scalar(int32_t op, const at::Tensor& a, double v) {
     case MDM_BINARY_LE: return at::le(a, s);
     case MDM_BINARY_GT: return at::gt(a, s);
     case MDM_BINARY_GE: return at::ge(a, s);
-    case MDM_BINARY_REMAINDER: return at::remainder(a, s);
+    case MDM_BINARY_REMAINDER: return int_safe_remainder(a, s);
     case MDM_BINARY_RSUB: return at::rsub(a, s);
     case MDM_BINARY_RDIV: return at::mul(at::reciprocal(a), s);
   }

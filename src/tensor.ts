@@ -153,7 +153,14 @@ export class Tensor<D extends DType = DType, V extends Device = Device> implemen
     const h = this.ptr;
     if (this.#shape === null) {
       const n = sym.mdm_sizes(h, OUT.ptr, OUT.capacity);
-      this.#shape = Object.freeze(readInts(n));
+      if (n <= OUT.capacity) {
+        this.#shape = Object.freeze(readInts(n));
+      } else {
+        // More dimensions than the shared buffer holds (libtorch sets no limit): a buffer of its own.
+        const sizes = new BigInt64Array(n);
+        sym.mdm_sizes(h, Deno.UnsafePointer.of(sizes), n);
+        this.#shape = Object.freeze(Array.from(sizes, Number));
+      }
     }
     return this.#shape;
   }

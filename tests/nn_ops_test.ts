@@ -274,14 +274,9 @@ losses["crossEntropy label smoothing 0.2 without weights"] = op(
 );
 // Mean over zero counted pixels is 0/0: NaN in PyTorch, and so here.
 losses["crossEntropy with every pixel ignored, mean"] = op("crossEntropy", [ce4, t4all], { ignoreIndex: 255 }, EXACT);
-// PyTorch warns that the target's shape differs from the input's; the values are what is checked.
-// No gradient check: mdm passes the shapes to at::mse_loss unbroadcast, whose derivative for the
-// target then divides by the target's 5 elements instead of the 60 compared (12 times PyTorch's,
-// which broadcasts first); a fix belongs in F.mseLoss or native/nn.cpp.
-losses["mseLoss broadcasting [3, 4, 5] against [5]"] = {
-  ...op("mseLoss", [la, lb5], undefined, ELEMENTWISE),
-  grad: false,
-};
+// PyTorch warns that the target's shape differs from the input's. The target's gradient sums over
+// the 60 broadcast elements: at::mse_loss on the unbroadcast shapes divided it by the target's 5.
+losses["mseLoss broadcasting [3, 4, 5] against [5]"] = op("mseLoss", [la, lb5], undefined, ELEMENTWISE);
 losses["l1Loss broadcasting [3, 4, 5] against [5]"] = op("l1Loss", [la, lb5], undefined, ELEMENTWISE);
 
 suite.test("crossEntropy, mseLoss and l1Loss agree with PyTorch", losses);
