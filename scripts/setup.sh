@@ -117,7 +117,7 @@ find_libtorch() {
     python)
       dir=$(python_torch_dir python3) || die "MDM_LIBTORCH=python: python3 has no PyTorch with include/ and lib/" || return 1
       TORCH_PYTHON=$(command -v python3)
-      describe_libtorch "$dir/include" "$dir/lib" "PyTorch of $TORCH_PYTHON"
+      describe_libtorch "$dir/include" "$dir/lib" "PyTorch of $TORCH_PYTHON" || return 1
       export TORCH_PYTHON TORCH_PYTHONPATH
       return
       ;;
@@ -127,7 +127,7 @@ find_libtorch() {
     "")
       if dir=$(python_torch_dir python3); then
         TORCH_PYTHON=$(command -v python3)
-        describe_libtorch "$dir/include" "$dir/lib" "PyTorch of $TORCH_PYTHON"
+        describe_libtorch "$dir/include" "$dir/lib" "PyTorch of $TORCH_PYTHON" || return 1
         export TORCH_PYTHON TORCH_PYTHONPATH
         return
       fi
@@ -143,7 +143,7 @@ find_libtorch() {
       elif [ -n "${MDM_TORCH_PYTHON:-}" ]; then
         TORCH_PYTHON=$MDM_TORCH_PYTHON
       fi
-      describe_libtorch "$dir/include" "$dir/lib" "MDM_LIBTORCH=$dir"
+      describe_libtorch "$dir/include" "$dir/lib" "MDM_LIBTORCH=$dir" || return 1
       export TORCH_PYTHON TORCH_PYTHONPATH
       return
       ;;
@@ -157,13 +157,13 @@ find_libtorch() {
     if [ -n "$py" ] && [ "$("$py" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")' 2>/dev/null)" = "$tag" ]; then
       TORCH_PYTHON=$py TORCH_PYTHONPATH=$dir
     fi
-    describe_libtorch "$dir/torch/include" "$dir/torch/lib" "wheel $(basename "$wheel")"
+    describe_libtorch "$dir/torch/include" "$dir/torch/lib" "wheel $(basename "$wheel")" || return 1
     export TORCH_PYTHON TORCH_PYTHONPATH
     return
   fi
   apt_install libtorch-dev g++
   [ -x /usr/bin/python3 ] && TORCH_PYTHON=/usr/bin/python3
-  describe_libtorch /usr/include /usr/lib/x86_64-linux-gnu "Debian's libtorch-dev"
+  describe_libtorch /usr/include /usr/lib/x86_64-linux-gnu "Debian's libtorch-dev" || return 1
   export TORCH_PYTHON TORCH_PYTHONPATH
 }
 
@@ -172,7 +172,7 @@ check_torch_python() {
   [ -n "$TORCH_PYTHON" ] || die "no Python imports the PyTorch of $TORCH_FROM: set MDM_TORCH_PYTHON (and PYTHONPATH) for reference values" || return 1
   local got
   got=$(PYTHONPATH="$TORCH_PYTHONPATH${PYTHONPATH:+:$PYTHONPATH}" "$TORCH_PYTHON" -c \
-    'import torch; print(torch.__version__.split("+")[0], int(torch._C._GLIBCXX_USE_CXX11_ABI))' 2>/dev/null) ||
+    'import re, torch; print(re.match(r"\d+\.\d+\.\d+", torch.__version__).group(0), int(torch._C._GLIBCXX_USE_CXX11_ABI))' 2>/dev/null) ||
     die "$TORCH_PYTHON cannot import torch (PYTHONPATH=$TORCH_PYTHONPATH)" || return 1
   [ "$got" = "$TORCH_VERSION $TORCH_ABI" ] ||
     die "reference PyTorch of $TORCH_PYTHON is '$got' (version, C++11 ABI) but $TORCH_FROM is '$TORCH_VERSION $TORCH_ABI'" || return 1

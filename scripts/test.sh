@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test, once per libtorch: Debian's libtorch 1.13 and the PyTorch 2 wheel this machine
-# image carries (MDM_TEST_LIBTORCHES="debian wheel" by default; one name, or a folder, to run one).
+# image carries (MDM_TEST_LIBTORCHES="debian wheel" by default; MDM_LIBTORCH=<one> runs that one).
 # Each run installs what it needs (see setup.sh), builds the shim against that libtorch, takes its
 # reference values from the same PyTorch, and ends with its own "N passed, N failed"; the last line
 # sums them. MDM_DEVICE=cuda runs the suite with the CUDA device selected. Extra arguments go to
@@ -9,11 +9,12 @@ set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
-libtorches=${MDM_TEST_LIBTORCHES:-debian wheel}
+libtorches=${MDM_TEST_LIBTORCHES:-${MDM_LIBTORCH:-debian wheel}}
 total_passed=0 total_failed=0 status=0
 for which in $libtorches; do
+  # Without a wheel a user's run tests Debian's libtorch alone; CI (MDM_TEST_STRICT=1) requires both.
   if [ "$which" = wheel ] && [ -z "${MDM_TORCH_WHEEL:-}" ] && ! ls /opt/wheels/torch-*.whl >/dev/null 2>&1 &&
-    [ -z "${MDM_REQUIRE_ALL:-}" ]; then
+    [ -z "${MDM_TEST_STRICT:-}" ]; then
     echo "test: no PyTorch wheel on this machine (MDM_TORCH_WHEEL unset, /opt/wheels empty): libtorch 2 not tested"
     continue
   fi
