@@ -52,7 +52,10 @@ if [ ! -f "$lib" ] || [ "$(cat "$out/.stamp" 2>/dev/null)" != "$stamp" ]; then
 else
   echo "native build: up to date (libtorch $TORCH_VERSION from $TORCH_FROM)" >&2
 fi
-# The default path the library loads from (ffi/lib.ts) follows the latest build.
-ln -sfn "libtorch-$TORCH_VERSION-$id/libmdm_torch.so" "$root/build/libmdm_torch.so.tmp"
-mv -T "$root/build/libmdm_torch.so.tmp" "$root/build/libmdm_torch.so"
+# The default path the library loads from (ffi/lib.ts) follows the latest build, unless MDM_BUILD_LINK=0
+# (a build for MDM_NATIVE_LIB alone).
+if [ "${MDM_BUILD_LINK:-1}" != 0 ]; then
+  ln -sfn "libtorch-$TORCH_VERSION-$id/libmdm_torch.so" "$root/build/libmdm_torch.so.tmp"
+  mv -T "$root/build/libmdm_torch.so.tmp" "$root/build/libmdm_torch.so"
+fi
 echo "$lib"
