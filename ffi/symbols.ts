@@ -116,6 +116,7 @@ export const symbols = {
   mdm_pool2d: { parameters: ["i32", "pointer", "pointer", "i32", "i32", "pointer"], result: "pointer" },
   mdm_interpolate: { parameters: ["pointer", "i32", "i32", "i32", "f64", "f64", "i32", "pointer"], result: "pointer" },
   mdm_pad: { parameters: ["pointer", "pointer", "i32", "i32", "f64", "pointer"], result: "pointer" },
+  mdm_sdpa: { parameters: ["pointer", "pointer", "pointer", "f64", "pointer"], result: "pointer" },
   mdm_cross_entropy: {
     parameters: ["pointer", "pointer", "pointer", "i32", "i32", "f64", "pointer"],
     result: "pointer",
@@ -272,6 +273,7 @@ export const PROTOTYPES: Record<keyof Symbols, string> = {
     "mdm_tensor mdm_interpolate(mdm_tensor x, int32_t mode, int32_t out_h, int32_t out_w, double scale_h, double scale_w, int32_t align_corners, mdm_status* st)",
   mdm_pad:
     "mdm_tensor mdm_pad(mdm_tensor x, const int64_t* pads, int32_t n, int32_t mode, double value, mdm_status* st)",
+  mdm_sdpa: "mdm_tensor mdm_sdpa(mdm_tensor q, mdm_tensor k, mdm_tensor v, double scale, mdm_status* st)",
   mdm_cross_entropy:
     "mdm_tensor mdm_cross_entropy(mdm_tensor logits, mdm_tensor target, mdm_tensor weight, int32_t reduction, int32_t ignore_index, double label_smoothing, mdm_status* st)",
   mdm_regression_loss:

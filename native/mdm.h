@@ -298,6 +298,10 @@ MDM_API mdm_tensor mdm_interpolate(mdm_tensor x, int32_t mode, int32_t out_h, in
                                    double scale_w, int32_t align_corners, mdm_status* st);
 /* pads as in torch.nn.functional.pad (last dimension first). */
 MDM_API mdm_tensor mdm_pad(mdm_tensor x, const int64_t* pads, int32_t n, int32_t mode, double value, mdm_status* st);
+/* softmax(q kᵀ · scale) v over [batch, L, E] (q) and [batch, S, E] (k, v) -> [batch, L, E]: libtorch's fused
+ * scaled_dot_product_attention where it has one (2.1 and later), else the same product as bmm, float32 softmax, bmm
+ * with q and k each scaled by sqrt(scale). */
+MDM_API mdm_tensor mdm_sdpa(mdm_tensor q, mdm_tensor k, mdm_tensor v, double scale, mdm_status* st);
 MDM_API mdm_tensor mdm_cross_entropy(mdm_tensor logits, mdm_tensor target, mdm_tensor weight, int32_t reduction,
                                      int32_t ignore_index, double label_smoothing, mdm_status* st);
 MDM_API mdm_tensor mdm_regression_loss(int32_t op, mdm_tensor a, mdm_tensor b, int32_t reduction, mdm_status* st);

@@ -2,6 +2,8 @@
 // resampling, padding and losses.
 #include "common.h"
 
+#include <torch/version.h>
+
 #include <ATen/ops/avg_pool2d.h>
 #include <ATen/ops/batch_norm.h>
 #include <ATen/ops/broadcast_tensors.h>
@@ -18,8 +20,14 @@
 #include <ATen/ops/mse_loss.h>
 #include <ATen/ops/pad.h>
 #include <ATen/ops/softmax.h>
+#if TORCH_VERSION_MAJOR >= 2
+#include <ATen/ops/scaled_dot_product_attention.h>
+#endif
 #include <ATen/ops/upsample_bilinear2d.h>
 #include <ATen/ops/upsample_nearest2d.h>
+#include <c10/util/StringUtil.h>
+
+#include <cmath>
 
 MDM_API mdm_tensor mdm_conv(mdm_tensor x, mdm_tensor w, mdm_tensor b, const int64_t* spec, int32_t n,
                             int32_t groups, mdm_status* st) {
@@ -102,6 +110,23 @@ MDM_API mdm_tensor mdm_pad(mdm_tensor x, const int64_t* pads, int32_t n, int32_t
     c10::optional<double> fill;
     if (mode == MDM_PAD_CONSTANT) fill = value;
     return mdm::wrap(at::pad(mdm::ref(x), mdm::ints(pads, n), kModes[mode], fill));
+  })
+}
+
+MDM_API mdm_tensor mdm_sdpa(mdm_tensor q, mdm_tensor k, mdm_tensor v, double scale, mdm_status* st) {
+  GUARD(st, nullptr, {
+    const auto &Q = mdm::ref(q), &K = mdm::ref(k), &V = mdm::ref(v);
+    if (Q.dim() != 3 || K.dim() != 3 || V.dim() != 3)
+      throw std::invalid_argument("sdpa expects [batch, length, channels] tensors, got " + c10::str(Q.sizes()) + ", " +
+                                  c10::str(K.sizes()) + ", " + c10::str(V.sizes()));
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
+    return mdm::wrap(at::scaled_dot_product_attention(Q, K, V, {}, 0.0, false, scale));
+#else
+    const double s = std::sqrt(scale);
+    auto w = mdm::bmm(Q.mul(s), K.mul(s).transpose(1, 2));
+    auto p = at::softmax(w, -1, at::kFloat).to(w.scalar_type());
+    return mdm::wrap(mdm::bmm(p, V));
+#endif
   })
 }
 

@@ -145,6 +145,16 @@ suite.test("softmax and logSoftmax agree with PyTorch", {
   "softmax in bfloat16": op("softmax", [xsb, -1], undefined, BF16),
 });
 
+// Attention as the UNet calls it: [N·heads, L, ch], one length against another, transposed views.
+const aq = r(6, 16, 8), ak = r(6, 20, 8), av = r(6, 20, 8), aqkv = r(4, 24, 64);
+const [tq, tk, tv] = aqkv.split(8, 1).map((t) => t.transpose(1, 2)); // [4, 64, 8] views of [4, 8, 64]
+
+suite.test("scaledDotProductAttention agrees with softmax(q kᵀ · scale) v", {
+  "default scale": op("scaledDotProductAttention", [aq, ak, av], undefined, REDUCED),
+  "scale 0.1": op("scaledDotProductAttention", [aq, ak, av], { scale: 0.1 }, REDUCED),
+  "transposed views of one qkv tensor": op("scaledDotProductAttention", [tq, tk, tv], undefined, REDUCED),
+});
+
 suite.test("relu, silu and gelu agree with PyTorch", {
   "relu": op("relu", [xa], undefined, EXACT),
   "silu": op("silu", [xa], undefined, ELEMENTWISE),

@@ -227,6 +227,14 @@ export const OPS: Record<string, OpRow> = {
   softmax: { torch: "F.softmax", mdm: ([x, dim], kw) => F.softmax(x, dim, kw?.dtype) },
   logSoftmax: { torch: "F.log_softmax", mdm: ([x, dim], kw) => F.logSoftmax(x, dim, kw?.dtype) },
   "Tensor.softmax": { torch: "torch.Tensor.softmax", mdm: ([x, dim], kw) => x.softmax(dim, kw?.dtype) },
+  // Written out, so that it holds for every PyTorch (1.13 has no F.scaled_dot_product_attention):
+  // guided-diffusion's attention, q and k each scaled by sqrt(scale), the softmax in float32.
+  scaledDotProductAttention: {
+    torch: "lambda q, k, v, scale=None: torch.softmax(" +
+      "(q * (scale or q.shape[-1] ** -0.5) ** 0.5) @ (k * (scale or q.shape[-1] ** -0.5) ** 0.5).transpose(-1, -2)," +
+      " -1, dtype=torch.float32).to(q.dtype) @ v",
+    mdm: ([q, k, v], kw) => F.scaledDotProductAttention(q, k, v, kw),
+  },
   dropout: fn(F.dropout, "F.dropout"),
   avgPool2d: fn(F.avgPool2d, "F.avg_pool2d"),
   maxPool2d: fn(F.maxPool2d, "F.max_pool2d"),

@@ -2,13 +2,14 @@
 // spatial positions with the softmax in float32, a zero-initialised 1×1 projection, residual add.
 import type { Device } from "../../device.ts";
 import type { FloatDType } from "../../dtype.ts";
+import * as F from "../../functional.ts";
 import { tidy } from "../../scope.ts";
 import type { Tensor } from "../../tensor.ts";
 import type { VarBuilder } from "../../nn/builder.ts";
 import { Conv1d, GroupNorm } from "../../nn/layers.ts";
 import { Module } from "../../nn/module.ts";
 
-type T = Tensor<FloatDType, Device>;
+type Activations = Tensor<FloatDType, Device>;
 
 export interface AttentionOptions {
   numHeads?: number;
@@ -25,48 +26,45 @@ export class AttentionBlock extends Module {
   readonly projOut: Conv1d;
   readonly newOrder: boolean;
 
-  constructor(vb: VarBuilder, readonly channels: number, o: AttentionOptions = {}) {
+  constructor(vb: VarBuilder, readonly channels: number, attention: AttentionOptions = {}) {
     super(vb);
-    const headChannels = o.numHeadChannels ?? -1;
+    const headChannels = attention.numHeadChannels ?? -1;
     if (headChannels !== -1 && channels % headChannels !== 0) {
       throw new RangeError(
         `AttentionBlock ${vb.prefix}: ${channels} channels are not divisible by ${headChannels} channels per head`,
       );
     }
-    this.numHeads = headChannels === -1 ? (o.numHeads ?? 1) : channels / headChannels;
+    this.numHeads = headChannels === -1 ? (attention.numHeads ?? 1) : channels / headChannels;
     if (channels % this.numHeads !== 0) {
       throw new RangeError(
         `AttentionBlock ${vb.prefix}: ${channels} channels do not split into ${this.numHeads} heads`,
       );
     }
-    this.newOrder = o.useNewAttentionOrder ?? false;
+    this.newOrder = attention.useNewAttentionOrder ?? false;
     this.norm = new GroupNorm(vb.pp("norm"), channels);
     this.qkv = new Conv1d(vb.pp("qkv"), channels, 3 * channels, 1);
     this.projOut = new Conv1d(vb.pp("proj_out"), channels, channels, 1, { zeroInit: true });
   }
 
   // [N, C, H, W] -> [N, C, H, W]
-  forward(x: T): T {
+  forward(x: Activations): Activations {
     return tidy(() => {
       const [b, c, ...spatial] = x.shape;
       const flat = x.reshape(b, c, -1); // [N, C, L]
       const length = flat.size(2);
       const qkv = this.qkv.forward(this.norm.forward(flat)); // [N, 3C, L]
       const heads = this.numHeads, ch = c / heads;
-      let q: T, k: T, v: T;
+      let q: Activations, k: Activations, v: Activations;
       if (this.newOrder) {
         [q, k, v] = qkv.chunk(3, 1).map((t) => t.reshape(b * heads, ch, length));
       } else {
         [q, k, v] = qkv.reshape(b * heads, 3 * ch, length).split(ch, 1);
       }
-      // Scaling q and k by ch^-1/4 each (not the product by ch^-1/2) is what keeps float16 in range.
-      const scale = 1 / Math.sqrt(Math.sqrt(ch));
-      // guided-diffusion's einsum("bct,bcs->bts", q, k) and einsum("bts,bcs->bct", w, v), as the
-      // bmm calls einsum makes (same operands and layouts: bit-identical), through mdm's bmm, which
-      // spreads the batch over the threads where libtorch's CPU bmm runs it serially.
-      const weight = q.mul(scale).transpose(1, 2).bmm(k.mul(scale)); // [N·heads, L, L]
-      const attn = weight.softmax(-1, "float32").to(weight.dtype);
-      const a = attn.bmm(v.transpose(1, 2)).transpose(1, 2).reshape(b, c, length); // [N, C, L]
+      // softmax(qᵀk / √ch) vᵀ per head, as guided-diffusion's einsums compute it (with q and k each
+      // scaled by ch^-1/4), in libtorch's fused attention kernel: [N·heads, L, ch] each way.
+      const a = F.scaledDotProductAttention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), {
+        scale: 1 / Math.sqrt(ch),
+      }).transpose(1, 2).reshape(b, c, length); // [N, C, L]
       const out = flat.add(this.projOut.forward(a)).reshape(b, c, ...spatial);
       // Flattening made the activations row-major; keep the surrounding convolutions' layout.
       return x.isMemoryFormat("channelsLast") && !x.isMemoryFormat("contiguous")
