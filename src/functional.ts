@@ -204,6 +204,22 @@ export function layerNorm<D extends DType, V extends Device>(
   );
 }
 
+/**
+ * Attention: softmax(q kᵀ · scale) v for q [B, L, E], k and v [B, S, E] -> [B, L, E]; `scale` defaults to
+ * E^-1/2. libtorch's fused kernel (flash attention on the CPU) where the libtorch has one (2.1 and later),
+ * which never holds the [B, L, S] weights; with libtorch 1.x the same product in three ops. Throws a
+ * TorchError for other ranks or mismatched sizes.
+ */
+export function scaledDotProductAttention<D extends DType, V extends Device>(
+  q: Tensor<D, V>,
+  k: Tensor<D, V>,
+  v: Tensor<D, V>,
+  attention: { scale?: number } = {},
+): Tensor<D, V> {
+  const scale = attention.scale ?? 1 / Math.sqrt(q.shape[q.ndim - 1]);
+  return new Tensor(sym.mdm_sdpa(q.ptr, k.ptr, v.ptr, scale, ST) ?? fail("scaledDotProductAttention", q, k, v));
+}
+
 /** Softmax along `dim`, optionally computed in (and returned as) another dtype, as Tensor.softmax. */
 export function softmax<D extends DType, V extends Device, E extends DType = D>(
   x: Tensor<D, V>,
