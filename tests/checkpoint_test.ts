@@ -23,6 +23,9 @@ import { BatchNorm1d, Conv2d, GroupNorm, Linear } from "../src/nn/layers.ts";
 import { Module, rootBuilder, StateDictError } from "../src/nn/module.ts";
 import { UNet } from "../src/models/unet/unet.ts";
 import { assertClose, type RefValue, torchRef } from "./helpers/torch_ref.ts";
+import { LimitError, type Limits } from "../src/io/limits.ts";
+import { unpickle } from "../src/io/pickle.ts";
+import { f32Bytes, Pickler, ptZip, safetensorsFile } from "./helpers/fuzz_files.ts";
 
 const EXACT = { rtol: 0, atol: 0 };
 
@@ -498,6 +501,249 @@ result = True`,
     }
     assert.throws(() => loadCheckpoint(`${dir}/random.pt`), /random\.pt: not a valid safetensors file/);
     assert.equal(liveTensors(), before, "no tensor survives a rejected file");
+  }));
+
+// ---------------------------------------------------------------- hostile files (issue 11)
+
+/**
+ * Asserts that loading `bytes` (written to `dir`; a .pt name is read by loadPt, others by
+ * loadSafetensors, and both by loadCheckpoint when no limits are given) fails with a
+ * CheckpointError naming the file; returns it.
+ */
+function assertRejected(
+  dir: string,
+  name: string,
+  bytes: Uint8Array,
+  problem: RegExp,
+  limits?: Limits,
+): CheckpointError {
+  const path = `${dir}/${name}`;
+  Deno.writeFileSync(path, bytes);
+  let caught: unknown;
+  const before = liveTensors();
+  const load = name.endsWith(".pt") ? loadPt : loadSafetensors;
+  const loaders = limits ? [() => load(path, limits)] : [() => load(path), () => loadCheckpoint(path)];
+  for (const loader of loaders) {
+    assert.throws(loader, (e: unknown) => {
+      caught = e;
+      assert.ok(e instanceof CheckpointError, `${name}: ${e}`);
+      assert.ok(e.message.startsWith(`${path}: `), `message names the file: ${e.message}`);
+      assert.match(e.message, problem, name);
+      return true;
+    });
+  }
+  assert.equal(liveTensors(), before, `${name}: no tensor survives`);
+  return caught as CheckpointError;
+}
+
+/** A .pt of one dict built by `body` (between MARK and SETITEMS) over the given float32 storages. */
+function ptOf(body: (p: Pickler) => void, storages: Record<string, number[]> = {}): Uint8Array {
+  const p = new Pickler();
+  p.orderedDict().mark();
+  body(p);
+  p.op(0x75);
+  return ptZip(p.stop().bytes, Object.fromEntries(Object.entries(storages).map(([k, v]) => [k, f32Bytes(v)]))).bytes;
+}
+
+Deno.test(".pt: hand-written views (offset, transpose, stride 0) load as torch.load gives them", () =>
+  withDir((dir) => {
+    const path = `${dir}/views.pt`;
+    Deno.writeFileSync(
+      path,
+      ptOf((p) => {
+        p.str("w").tensor("FloatStorage", "0", 6, 0, [2, 3], [3, 1]);
+        p.str("t").tensor("FloatStorage", "0", 6, 1, [2, 2], [1, 3]);
+        p.str("e").tensor("FloatStorage", "1", 1, 0, [3, 2], [0, 0]);
+        p.str("big").int(-(2n ** 70n));
+      }, { "0": [1, 2, 3, 4, 5, 6], "1": [7.5] }),
+    );
+    using t = loadPt(path);
+    const values = (name: string) => [[...t.get(name)!.shape], Array.from(t.get(name)!.toArray() as Float32Array)];
+    assert.deepEqual(values("w"), [[2, 3], [1, 2, 3, 4, 5, 6]]);
+    assert.deepEqual(values("t"), [[2, 2], [2, 5, 3, 6]]);
+    assert.deepEqual(values("e"), [[3, 2], [7.5, 7.5, 7.5, 7.5, 7.5, 7.5]]);
+    assert.deepEqual(t.skipped, [{ name: "big", reason: "not a tensor but a bigint" }]);
+  }));
+
+Deno.test(".pt: a 620-byte stride-0 view of 1 GiB is refused, naming the key and shape; views must fit their storage", () =>
+  withDir((dir) => {
+    const huge = ptOf((p) => p.str("w").tensor("FloatStorage", "0", 1, 0, [16384, 16384], [0, 0]), { "0": [1] });
+    assert.ok(huge.length < 1000, `${huge.length} bytes`);
+    const e = assertRejected(
+      dir,
+      "huge.pt",
+      huge,
+      /cannot read tensor "w": tensor "w" of shape \[16384, 16384\] \(stride \[0, 0\]\) brings the tensors made to 1073741824 bytes, .* exceeds the limit maxBytes = 536870912/,
+    );
+    assert.ok(e.cause instanceof LimitError && e.cause.limit === "maxBytes");
+    const outside: [string, (p: Pickler) => void, RegExp][] = [
+      [
+        "offset",
+        (p) => p.str("w").tensor("FloatStorage", "0", 4, 3, [2], [1]),
+        /view reaches element 4 of a storage of 4/,
+      ],
+      [
+        "stride",
+        (p) => p.str("w").tensor("FloatStorage", "0", 4, 0, [2, 2], [3, 1]),
+        /view reaches element 4 of a storage of 4/,
+      ],
+      [
+        "huge stride",
+        (p) => p.str("w").tensor("FloatStorage", "0", 4, 0, [2], [2 ** 52]),
+        /view reaches element 4503599627370496 of a storage of 4/,
+      ],
+      [
+        "numel",
+        (p) => p.str("w").tensor("FloatStorage", "0", 9, 0, [3, 3], [3, 1]),
+        /storage entry has 16 bytes, 9 elements need more/,
+      ],
+    ];
+    for (const [name, body, problem] of outside) {
+      assertRejected(dir, `${name}.pt`, ptOf(body, { "0": [1, 2, 3, 4] }), problem);
+    }
+  }));
+
+Deno.test(".pt: self-referencing, 200,000-deep and 2^40-path dict graphs are CheckpointErrors, not stack overflows", () =>
+  withDir((dir) => {
+    // {"self": <the dict itself>}
+    const self = new Pickler();
+    self.orderedDict();
+    const k = self.put();
+    self.str("self").get(k).op(0x73);
+    assertRejected(dir, "self.pt", ptZip(self.stop().bytes, {}).bytes, /the dict at "self" contains itself/);
+
+    // {"a": {"a": {... 200,000 levels}}}
+    const deep = new Pickler();
+    for (let i = 0; i < 200_000; i++) deep.op(0x7d, 0x8c, 1, 0x61); // EMPTY_DICT, "a"
+    deep.op(0x7d);
+    for (let i = 0; i < 200_000; i++) deep.op(0x73); // SETITEM, innermost first
+    const e = assertRejected(
+      dir,
+      "deep.pt",
+      ptZip(deep.stop().bytes, {}).bytes,
+      /dicts nested at .* exceeds the limit maxDepth = 1000/,
+    );
+    assert.ok(e.cause instanceof LimitError);
+
+    // 40 levels, each {"a": next, "b": next}: 1.6 KB that would name 2^40 entries.
+    // Each level is memoised and popped; the next one refers to it twice.
+    const levels = (p: Pickler, n: number) => {
+      p.op(0x7d).str("x").int(1).op(0x73);
+      let memo = p.put();
+      p.op(0x30);
+      for (let i = 0; i < n; i++) {
+        p.op(0x7d).mark().str("a").get(memo).str("b").get(memo).op(0x75);
+        memo = p.put();
+        p.op(0x30);
+      }
+      return p.get(memo).stop().bytes;
+    };
+    const graph = ptZip(levels(new Pickler(), 40), {}).bytes;
+    assert.ok(graph.length < 2000, `${graph.length} bytes`);
+    assertRejected(
+      dir,
+      "shared.pt",
+      graph,
+      /the entries of the checkpoint's dicts exceeds the limit maxEntries = 1000000/,
+    );
+    // Within the limits, sharing is what torch.load would give: each path once.
+    const path = `${dir}/few.pt`;
+    Deno.writeFileSync(path, ptZip(levels(new Pickler(), 3), {}).bytes);
+    using t = loadPt(path);
+    assert.equal(t.skipped.length, 8);
+    assert.deepEqual(t.skipped[0], { name: "a.a.a.x", reason: "not a tensor but a number" });
+  }));
+
+Deno.test(".pt: pickle integers are parsed in linear time and capped by maxIntegerDigits; long lists do not overflow", () =>
+  withDir((dir) => {
+    const n = 400_000;
+    const long4 = (bytes: Uint8Array) => {
+      const p = new Pickler();
+      p.op(0x8b).w.uint(bytes.length, 4).bytes(bytes);
+      return p.stop().bytes;
+    };
+    const hooks = { call: () => undefined, persistentLoad: (x: unknown) => x };
+    // 1 followed by zeros, little-endian: 256^(n-1).
+    const one = new Uint8Array(n);
+    one[n - 1] = 1;
+    assert.equal(unpickle(long4(one), hooks, { maxIntegerDigits: Infinity }), 1n << BigInt(8 * (n - 1)));
+    assert.equal(unpickle(long4(new Uint8Array(n).fill(0xff)), hooks, { maxIntegerDigits: Infinity }), -1);
+    assert.throws(() => unpickle(long4(one), hooks), (e: unknown) => {
+      assert.ok(e instanceof LimitError);
+      assert.match(e.message, /an integer of 400000 bytes exceeds the limit maxIntegerDigits = 4300/);
+      return true;
+    });
+    const p = new Pickler();
+    p.orderedDict().str("x").op(0x8b).w.uint(n, 4).bytes(one);
+    p.op(0x73);
+    assertRejected(
+      dir,
+      "long4.pt",
+      ptZip(p.stop().bytes, {}).bytes,
+      /an integer of 400000 bytes exceeds the limit maxIntegerDigits/,
+    );
+
+    // APPENDS of 300,000 items (spreading them into push() overflowed the stack).
+    const list = new Pickler();
+    list.orderedDict().str("ids").op(0x5d).mark();
+    for (let i = 0; i < 300_000; i++) list.int(i % 200);
+    list.op(0x65, 0x73);
+    const path = `${dir}/list.pt`;
+    Deno.writeFileSync(path, ptZip(list.stop().bytes, {}).bytes);
+    using t = loadPt(path);
+    assert.deepEqual(t.skipped, [{ name: "ids", reason: "not a tensor but a list" }]);
+    // Each value a pickle makes counts against maxEntries.
+    assertRejected(
+      dir,
+      "list.pt",
+      Deno.readFileSync(path),
+      /the values of the pickle exceeds the limit maxEntries = 1000/,
+      {
+        maxEntries: 1000,
+      },
+    );
+  }));
+
+Deno.test(".pt: damaged archives fail their CRC-32; clashing names are refused", () =>
+  withDir((dir) => {
+    const good = ptOf((p) => p.str("w").tensor("FloatStorage", "0", 2, 0, [2], [1]), { "0": [1, 2] });
+    // One bit of the storage's 8 bytes flipped: a value changes, so the load must fail.
+    const damaged = good.slice();
+    const needle = f32Bytes([1, 2]);
+    const pos = damaged.findIndex((_, i) => needle.every((b, k) => damaged[i + k] === b));
+    assert.ok(pos > 0);
+    damaged[pos + 3] ^= 0x01;
+    assertRejected(dir, "flipped.pt", damaged, /entry "archive\/data\/0" fails its CRC-32 check/);
+
+    const clash = ptOf((p) => {
+      p.str("a.b").tensor("FloatStorage", "0", 2, 0, [2], [1]);
+      p.str("a").op(0x7d).str("b").tensor("FloatStorage", "0", 2, 0, [2], [1]).op(0x73);
+    }, { "0": [1, 2] });
+    assertRejected(dir, "clash.pt", clash, /two entries are named "a\.b"/);
+  }));
+
+Deno.test("safetensors: dtypes named like Object.prototype's members are rejected, not TypeErrors", () =>
+  withDir((dir) => {
+    for (const dtype of ["constructor", "toString", "__proto__", "hasOwnProperty"]) {
+      const bytes = safetensorsFile({ a: { dtype, shape: [1], data_offsets: [0, 4] } }, new Uint8Array(4)).bytes;
+      assertRejected(dir, "proto.safetensors", bytes, new RegExp(`dtype "${dtype}" is not one mdm reads`));
+    }
+    const many = Object.fromEntries(
+      Array.from({ length: 20 }, (_, i) => [`t${i}`, { dtype: "U8", shape: [1], data_offsets: [i, i + 1] }]),
+    );
+    const path = `${dir}/many.safetensors`;
+    Deno.writeFileSync(path, safetensorsFile(many, new Uint8Array(20)).bytes);
+    using t = loadSafetensors(path);
+    assert.equal(t.size, 20);
+    assertRejected(
+      dir,
+      "many.safetensors",
+      safetensorsFile(many, new Uint8Array(20)).bytes,
+      /a header of 20 entries exceeds the limit maxEntries = 10/,
+      {
+        maxEntries: 10,
+      },
+    );
   }));
 
 Deno.test("safetensors: saves are atomic", () =>

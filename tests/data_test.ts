@@ -7,6 +7,12 @@ import { decodeImage, type Image, ImageError, readImage, toRGB, writePng } from 
 import { listImages, type LoaderState, RandomCropLoader } from "../src/data/folder.ts";
 import { Rng } from "../src/data/rng.ts";
 import { ensureSyntheticDataset, generateSynthetic } from "../src/data/synthetic.ts";
+import { decodeBmp } from "../src/data/bmp.ts";
+import { decodeNpy, NpyError } from "../src/data/npy.ts";
+import { AnnotationError, parseMoNuSegXml, rasterizeRegions } from "../src/data/polygons.ts";
+import { DEFAULT_LIMITS, LimitError } from "../src/io/limits.ts";
+import { bmpFile, monusegXml, npyFile, PNG_SIGNATURE, pngChunk, pngFile, tiffFile } from "./helpers/fuzz_files.ts";
+import { createDeflate } from "node:zlib";
 
 const PYTHON = Deno.env.get("MDM_PYTHON") ?? "/usr/bin/python3";
 const MONUSEG = Deno.env.get("MDM_MONUSEG") ?? new URL("../../shared/data/monuseg", import.meta.url).pathname;
@@ -318,10 +324,10 @@ Deno.test({
 });
 
 Deno.test({
-  name: "tiff: a MoNuSeg train (LZW) and test (PackBits) image match PIL byte for byte",
+  name: "tiff: every MoNuSeg train (LZW) and test (PackBits) image matches PIL byte for byte",
   ignore: !HAVE_MONUSEG || !HAVE_PIL,
   fn: async () => {
-    const files = [(await monusegFiles("train"))[0], (await monusegFiles("test"))[0]];
+    const files = [...await monusegFiles("train"), ...await monusegFiles("test")];
     const out = await python(
       "import sys, hashlib, numpy as np; from PIL import Image\n" +
         `for f in ${
@@ -348,9 +354,9 @@ Deno.test("errors: empty, garbage, truncated and corrupt files are ImageErrors n
       ["empty.png", new Uint8Array(0), /empty file/],
       ["garbage.png", new TextEncoder().encode("this is not an image at all"), /unknown image format/],
       ["gif.png", new TextEncoder().encode("GIF89a\x01\x00\x01\x00"), /unknown image format/],
-      ["half.png", png.slice(0, png.length >> 1), /corrupt or truncated PNG/],
-      ["noend.png", png.slice(0, png.length - 12), /corrupt or truncated PNG/],
-      ["flipped.png", png.map((b, i) => (i === 60 ? b ^ 0xff : b)), /corrupt or truncated PNG/],
+      ["half.png", png.slice(0, png.length >> 1), /PNG: truncated or corrupt data: chunk IDAT .* the file ends/],
+      ["noend.png", png.slice(0, png.length - 12), /PNG: truncated or corrupt data: .* before the IEND chunk/],
+      ["flipped.png", png.map((b, i) => (i === 60 ? b ^ 0xff : b)), /PNG: truncated or corrupt data: .*CRC/],
       ["cut.tif", handTiff(20, 10, 3, 8, 2, pattern(20, 10, 3).data).slice(0, 300), /truncated TIFF/],
       ["header.tif", new Uint8Array([0x49, 0x49, 42, 0, 0xff, 0, 0, 0]), /truncated TIFF/],
       ["depth4.tif", handTiff(4, 4, 1, 4, 1, new Uint8Array(8)), /unsupported TIFF bit depth 4/],
@@ -373,6 +379,315 @@ Deno.test({
       await Deno.writeFile(`${dir}/cut.tif`, src.slice(0, src.length >> 1));
       await assertImageError(() => readImage(`${dir}/cut.tif`), `${dir}/cut.tif`, /truncated TIFF/);
     }),
+});
+
+// ---------------------------------------------------------------- hostile inputs (issue 11)
+
+/** Asserts that `fn` throws an ImageError naming `name` and matching `problem`; returns it. */
+function assertDecodeError(fn: () => unknown, name: string, problem: RegExp): ImageError {
+  let caught: unknown;
+  assert.throws(fn, (e: unknown) => {
+    caught = e;
+    assert.ok(e instanceof ImageError, `expected ImageError, got ${e}`);
+    assert.ok(e.message.startsWith(`${name}: `), `message should name ${name}: ${e.message}`);
+    assert.match(e.message, problem);
+    return true;
+  });
+  return caught as ImageError;
+}
+
+const grayTiff = (w: number, h: number, extra: Partial<Parameters<typeof tiffFile>[0]> = {}) =>
+  tiffFile({
+    width: w,
+    height: h,
+    spp: 1,
+    bps: 8,
+    photometric: 1,
+    samples: pattern(w, h, 1, 3).data,
+    compression: 1,
+    rowsPerStrip: h,
+    ...extra,
+  }).bytes;
+
+Deno.test("tiff: a directory whose next-IFD offset points at itself decodes its image once", () => {
+  // Only the first directory is read: the self-loop that ran utif2 out of memory is never followed.
+  const bytes = grayTiff(4, 3, { ifdFirst: true, nextIfd: 8 });
+  assert.ok(bytes.length < 200, `a small file (${bytes.length} bytes)`);
+  const img = decodeImage(bytes, "loop.tif");
+  assert.deepEqual([img.width, img.height, img.channels], [4, 3, 1]);
+  assert.deepEqual(img.data, pattern(4, 3, 1, 3).data);
+});
+
+Deno.test("tiff: 100000x100000 declared over a 16-byte strip is refused before anything is allocated", () => {
+  const bytes = grayTiff(4, 4); // the strip is 16 bytes
+  const v = new DataView(bytes.buffer);
+  const ifd = v.getUint32(4, true);
+  for (let i = 0; i < v.getUint16(ifd, true); i++) {
+    const e = ifd + 2 + 12 * i, tag = v.getUint16(e, true);
+    if (tag === 256 || tag === 257 || tag === 278) v.setUint32(e + 8, 100000, true);
+  }
+  const e = assertDecodeError(
+    () => decodeImage(bytes, "huge.tif"),
+    "huge.tif",
+    /TIFF: an image of 100000x100000 pixels exceeds the limit maxPixels = 67108864/,
+  );
+  assert.ok(e.cause instanceof LimitError && e.cause.limit === "maxPixels");
+  // With the limits lifted, the strips are still far too small for the declared size.
+  assertDecodeError(
+    () => decodeImage(bytes, "huge.tif", { maxPixels: Infinity, maxBytes: Infinity }),
+    "huge.tif",
+    /strips hold 16 bytes, which none cannot turn into the 10000000000 bytes/,
+  );
+});
+
+Deno.test("tiff: cut files (directory at the end, as in MoNuSeg) are errors, never zero-filled", () => {
+  for (const compression of [1, 5, 8, 32773] as const) {
+    const whole = tiffFile({
+      width: 40,
+      height: 30,
+      spp: 3,
+      bps: 8,
+      photometric: 2,
+      samples: pattern(40, 30, 3, 4).data,
+      compression,
+      rowsPerStrip: 2,
+      predictor: compression === 5 || compression === 8 ? 2 : undefined,
+    }).bytes;
+    assert.deepEqual(decodeImage(whole, "whole.tif").data, pattern(40, 30, 3, 4).data, `compression ${compression}`);
+    // Every cut loses part of the directory, its strip tables or the strips themselves.
+    for (const cut of [1, 4, 30, 100, 200, whole.length >> 1]) {
+      assertDecodeError(() => decodeImage(whole.subarray(0, whole.length - cut), "cut.tif"), "cut.tif", /TIFF/);
+    }
+  }
+  // A strip that ends early inside a compressed stream is found by decoding, not by the bounds.
+  const lzw = tiffFile({
+    width: 40,
+    height: 30,
+    spp: 3,
+    bps: 8,
+    photometric: 2,
+    samples: pattern(40, 30, 3, 4).data,
+    compression: 5,
+    rowsPerStrip: 30,
+    ifdFirst: true,
+  }).bytes;
+  const v = new DataView(lzw.buffer);
+  const ifd = v.getUint32(4, true);
+  for (let i = 0; i < v.getUint16(ifd, true); i++) {
+    const e = ifd + 2 + 12 * i;
+    if (v.getUint16(e, true) === 279) v.setUint32(e + 8, v.getUint32(e + 8, true) - 40, true);
+  }
+  assertDecodeError(
+    () => decodeImage(lzw.subarray(0, lzw.length - 40), "short.tif"),
+    "short.tif",
+    /strip 0 decodes to \d+ of its 3600 bytes/,
+  );
+});
+
+Deno.test({
+  name: "tiff: a MoNuSeg TIFF with its last 100 bytes cut is an error, not 5% wrong pixels",
+  ignore: !HAVE_MONUSEG,
+  fn: async () => {
+    for (const split of ["train", "test"]) {
+      const path = (await monusegFiles(split))[0];
+      const src = await Deno.readFile(path);
+      assertDecodeError(() => decodeImage(src.subarray(0, src.length - 100), "cut.tif"), "cut.tif", /truncated TIFF/);
+    }
+  },
+});
+
+Deno.test("png: a tiny PNG declaring 2147483647x1 is refused, with or without the limits", () => {
+  const ihdr = new Uint8Array(13);
+  new DataView(ihdr.buffer).setUint32(0, 2147483647);
+  new DataView(ihdr.buffer).setUint32(4, 1);
+  ihdr.set([8, 0, 0, 0, 0], 8);
+  const idat = Uint8Array.of(0x78, 0x9c, 0x63, 0x00, 0x00, 0x00, 0x01, 0x00, 0x01); // zlib of one zero byte
+  const bytes = new Uint8Array([
+    ...PNG_SIGNATURE,
+    ...pngChunk("IHDR", ihdr),
+    ...pngChunk("IDAT", idat),
+    ...pngChunk("IEND", new Uint8Array(0)),
+  ]);
+  assert.ok(bytes.length < 72, `${bytes.length} bytes`);
+  const e = assertDecodeError(() => decodeImage(bytes, "wide.png"), "wide.png", /exceeds the limit maxPixels/);
+  assert.ok(e.cause instanceof LimitError);
+  // Lifted limits: 9 bytes of zlib data cannot hold 2 GB of pixels, so nothing is allocated.
+  assertDecodeError(
+    () => decodeImage(bytes, "wide.png", { maxPixels: Infinity, maxBytes: Infinity }),
+    "wide.png",
+    /9 bytes of IDAT data cannot inflate to the 2147483648 bytes/,
+  );
+  // A plausible width: the stream is inflated, found short, and not zero-filled.
+  new DataView(ihdr.buffer).setUint32(0, 100);
+  const narrow = new Uint8Array([
+    ...PNG_SIGNATURE,
+    ...pngChunk("IHDR", ihdr),
+    ...pngChunk("IDAT", idat),
+    ...pngChunk("IEND", new Uint8Array(0)),
+  ]);
+  assertDecodeError(() => decodeImage(narrow, "narrow.png"), "narrow.png", /inflates to 1 of the 101 bytes needed/);
+});
+
+Deno.test("png: a 390 KB 20000x20000 PNG is refused by maxPixels before it is inflated", async () => {
+  // A real, valid file: 20000 rows of a filter byte and 20000 zero samples, deflated at level 9.
+  const rows = new Uint8Array(20001 * 1000);
+  const deflate = createDeflate({ level: 9 });
+  const parts: Uint8Array[] = [];
+  deflate.on("data", (c: Uint8Array) => parts.push(c));
+  const ended = new Promise((resolve) => deflate.on("end", resolve));
+  for (let i = 0; i < 20; i++) deflate.write(rows);
+  deflate.end();
+  await ended;
+  const idat = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  parts.reduce((at, p) => (idat.set(p, at), at + p.length), 0);
+  const ihdr = new Uint8Array(13);
+  new DataView(ihdr.buffer).setUint32(0, 20000);
+  new DataView(ihdr.buffer).setUint32(4, 20000);
+  ihdr.set([8, 0, 0, 0, 0], 8);
+  const bytes = new Uint8Array([
+    ...PNG_SIGNATURE,
+    ...pngChunk("IHDR", ihdr),
+    ...pngChunk("IDAT", idat),
+    ...pngChunk("IEND", new Uint8Array(0)),
+  ]);
+  assert.ok(bytes.length > 380_000 && bytes.length < 400_000, `${bytes.length} bytes`);
+  assertDecodeError(
+    () => decodeImage(bytes, "big.png"),
+    "big.png",
+    /an image of 20000x20000 pixels exceeds the limit maxPixels/,
+  );
+  // The limit is the user's to raise: a 2000x2000 crop of the same kind decodes.
+  const small = pngFile({ width: 2000, height: 2000, colourType: 0, depth: 8, samples: new Uint8Array(4e6) }).bytes;
+  assert.equal(decodeImage(small, "small.png").data.length, 4e6);
+  assertDecodeError(() => decodeImage(small, "small.png", { maxPixels: 1e6 }), "small.png", /maxPixels = 1000000/);
+});
+
+Deno.test("png: a palette image without PLTE is an error, not its indices as gray", () => {
+  const spec = {
+    width: 5,
+    height: 4,
+    colourType: 3 as const,
+    depth: 8 as const,
+    samples: pattern(5, 4, 1).data.map((v) => v % 3),
+  };
+  const palette = Uint8Array.of(255, 0, 0, 0, 255, 0, 0, 0, 255);
+  const ok = decodeImage(pngFile({ ...spec, palette }).bytes, "pal.png");
+  assert.deepEqual(ok.data, Uint8Array.from([...spec.samples].flatMap((k) => [...palette.subarray(3 * k, 3 * k + 3)])));
+  for (const paletteIndices of [false, true]) {
+    assertDecodeError(
+      () => decodeImage(pngFile({ ...spec, palette, omitPalette: true }).bytes, "nopal.png", { paletteIndices }),
+      "nopal.png",
+      /palette image \(colour type 3\) without PLTE/,
+    );
+  }
+});
+
+Deno.test("png: hand-written files of every colour type and depth, interlaced or not, decode to their samples", () => {
+  const W = 11, H = 6;
+  const cases = [[0, 1], [0, 2], [0, 4], [0, 8], [0, 16], [2, 8], [2, 16], [3, 1], [3, 4], [3, 8], [4, 8], [4, 16], [
+    6,
+    8,
+  ], [6, 16]] as const;
+  for (const [colourType, depth] of cases) {
+    const ch = { 0: 1, 2: 3, 3: 1, 4: 2, 6: 4 }[colourType];
+    const max = colourType === 3 ? Math.min(2 ** depth, 4) - 1 : 2 ** depth - 1;
+    const samples = Array.from({ length: W * H * ch }, (_, i) => (i * 40503 + (i >> 2)) % (max + 1));
+    const palette = colourType === 3 ? Uint8Array.from({ length: 12 }, (_, i) => i * 21) : undefined;
+    // Expected 8-bit values, computed from the samples alone.
+    const eight = samples.map((v) => depth === 16 ? Math.round(v / 257) : depth < 8 ? (v * 255) / max : v);
+    let expected: number[];
+    if (colourType === 3) expected = samples.flatMap((k) => [...palette!.subarray(3 * k, 3 * k + 3)]);
+    else if (colourType === 0 && depth < 8) expected = samples.map((v) => (v * 255) / (2 ** depth - 1));
+    else if (colourType === 4) {
+      expected = [];
+      for (let i = 0; i < eight.length; i += 2) expected.push(eight[i], eight[i], eight[i], eight[i + 1]);
+    } else expected = eight;
+    for (const interlace of [false, true]) {
+      const what = `type ${colourType}, depth ${depth}, ${interlace ? "interlaced" : "not interlaced"}`;
+      const img = decodeImage(
+        pngFile({ width: W, height: H, colourType, depth, samples, interlace, palette }).bytes,
+        what,
+      );
+      assert.deepEqual(Array.from(img.data), expected, what);
+    }
+  }
+});
+
+Deno.test("bmp, npy, xml: declared sizes and nesting are checked against the limits", () => {
+  const bmp = bmpFile(40, 30, pattern(40, 30, 3).data).bytes;
+  assert.deepEqual(decodeBmp(bmp, "a.bmp").data, pattern(40, 30, 3).data);
+  assert.throws(() => decodeBmp(bmp, "a.bmp", { maxPixels: 1000 }), (e: unknown) => {
+    assert.ok(e instanceof ImageError && e.cause instanceof LimitError);
+    assert.match(e.message, /^a\.bmp: BMP: an image of 40x30 pixels exceeds the limit maxPixels = 1000/);
+    return true;
+  });
+
+  const data = new Uint8Array(12);
+  const npy = (shape: string) => npyFile("<i4", shape, data).bytes;
+  assert.deepEqual(decodeNpy(npy("3,"), "a.npy").shape, [3]);
+  const npyCases: [string, RegExp][] = [
+    ["99999999999999999999999,", /malformed shape/], // not an exact integer (was read as 1e23)
+    ["0, 1" + "0".repeat(400), /malformed shape/], // Infinity times 0 made an empty array
+    ["1000000000, 1000000000", /exceeds the limit maxBytes/],
+    [new Array(65).fill(1).join(", "), /shape of 65 dimensions/],
+  ];
+  for (const [shape, problem] of npyCases) {
+    assert.throws(() => decodeNpy(npy(shape), "b.npy"), (e: unknown) => {
+      assert.ok(e instanceof NpyError, `${shape}: ${e}`);
+      assert.match(e.message, /^b\.npy: /);
+      assert.match(e.message, problem);
+      return true;
+    });
+  }
+
+  const deep = `<Annotations>${"<a>".repeat(2000)}${"</a>".repeat(2000)}<Regions/></Annotations>`;
+  assert.throws(() => parseMoNuSegXml(deep, "deep.xml"), (e: unknown) => {
+    assert.ok(e instanceof AnnotationError && e.cause instanceof LimitError);
+    assert.match(e.message, /^deep\.xml: element nesting .* exceeds the limit maxDepth = 1000/);
+    return true;
+  });
+  assert.equal(parseMoNuSegXml(deep, "deep.xml", { maxDepth: 5000 }).length, 0);
+  const many = monusegXml([[[1, 1], [5, 1], [5, 5], [1, 5]]]);
+  assert.throws(
+    () => parseMoNuSegXml(many, "many.xml", { maxEntries: 4 }),
+    /many\.xml: the regions and vertices .* maxEntries = 4/,
+  );
+  // A long run of digits that is not a number fails at once (the old pattern backtracked quadratically).
+  const digits = monusegXml([[[1, 1], [5, 1], [5, 5]]]).replace('X="5"', `X="${"1".repeat(100_000)}x"`);
+  assert.throws(() => parseMoNuSegXml(digits, "digits.xml"), /is not a number/);
+});
+
+Deno.test("xml: zero-area regions (collinear vertices) are skipped, as documented, and fill no pixel", () => {
+  const regions = parseMoNuSegXml(
+    monusegXml([
+      [[1, 1], [4, 4], [7, 7]], // a diagonal line
+      [[2, 5], [6, 5], [4, 5], [3, 5]], // a horizontal one, doubling back
+      [[3, 3], [3, 3], [3, 3]], // one point
+      [[1, 1], [6, 1], [6, 6], [1, 6]], // a square: the only real region
+    ]),
+    "lines.xml",
+  );
+  const r = rasterizeRegions(regions, { width: 9, height: 9, name: "lines.xml" });
+  assert.equal(r.count, 1);
+  assert.deepEqual(r.skipped.map((s) => [s.index, s.vertices]), [[0, 3], [1, 4], [2, 3]]);
+  for (let y = 0; y < 9; y++) {
+    for (let x = 0; x < 9; x++) {
+      assert.equal(r.instances[y * 9 + x], x >= 1 && x <= 6 && y >= 1 && y <= 6 ? 1 : 0, `pixel ${x}, ${y}`);
+    }
+  }
+});
+
+Deno.test("limits: defaults are documented values, and invalid limits are TypeErrors", () => {
+  assert.deepEqual({ ...DEFAULT_LIMITS }, {
+    maxPixels: 2 ** 26,
+    maxBytes: 2 ** 29,
+    maxDepth: 1000,
+    maxEntries: 1_000_000,
+    maxIntegerDigits: 4300,
+  });
+  for (const bad of [0, -1, 1.5, NaN, "10"]) {
+    assert.throws(() => decodeImage(new Uint8Array(8), "x.png", { maxPixels: bad as number }), TypeError);
+  }
 });
 
 // ---------------------------------------------------------------- toRGB and listing

@@ -2,6 +2,7 @@
 // bottom-up (positive height) or top-down (negative height). GlaS ships its images and gland
 // annotations as BMPs; the annotations are 8-bit indexed with the gland id as the palette index,
 // so `paletteIndices` returns the raw indices rather than colours.
+import { checkLimit, LimitError, resolveLimits } from "../io/limits.ts";
 import { type Image, ImageError, type ReadOptions } from "./image.ts";
 
 const BI_NAMES: Record<number, string> = {
@@ -22,9 +23,12 @@ export function isBmp(bytes: Uint8Array): boolean {
 /**
  * Decodes BMP bytes. 8-bit files give RGB from the palette, or with `paletteIndices` the raw
  * indices as a 1-channel image; 24-bit gives RGB; 32-bit gives RGB (the fourth byte of BI_RGB
- * pixels is reserved, not alpha, and is dropped, as PIL and Windows do).
+ * pixels is reserved, not alpha, and is dropped, as PIL and Windows do). The pixel data must lie
+ * in the file in full; the size is checked against `opts.maxPixels` (default 2^26) first. Throws an
+ * ImageError naming `name` (its cause a LimitError when the limit was exceeded).
  */
 export function decodeBmp(bytes: Uint8Array, name = "<bmp>", opts: ReadOptions = {}): Image {
+  const limits = resolveLimits(opts);
   const fail = (problem: string): never => {
     throw new ImageError(name, `BMP: ${problem}`);
   };
@@ -60,6 +64,11 @@ export function decodeBmp(bytes: Uint8Array, name = "<bmp>", opts: ReadOptions =
   const topDown = height < 0;
   height = Math.abs(height);
   if (!(width > 0 && height > 0)) fail(`invalid size ${width}x${height}`);
+  try {
+    checkLimit(limits, "maxPixels", width * height, `an image of ${width}x${height} pixels`);
+  } catch (e) {
+    throw new ImageError(name, `BMP: ${(e as LimitError).message}`, { cause: e });
+  }
   const stride = Math.ceil((width * bpp) / 32) * 4; // rows are padded to 4 bytes
   const need = stride * height;
   if (dataOffset + need > bytes.length) {

@@ -5,6 +5,7 @@
 // u32 in 2.0/3.0, little-endian), an ASCII (3.0: UTF-8) Python dict literal
 // {'descr': '<i4', 'fortran_order': False, 'shape': (H, W), } padded with spaces and a newline,
 // then the raw data.
+import { checkLimit, type Limits, MAX_DIMS, resolveLimits, show } from "../io/limits.ts";
 
 /** A .npy file that cannot be read; the message starts with the file's path. */
 export class NpyError extends Error {
@@ -51,21 +52,29 @@ const ITEM_SIZE: Record<NpyDType, number> = {
 
 const MAGIC = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]; // \x93NUMPY
 
-/** Reads a .npy file. */
-export async function readNpy(path: string): Promise<NpyArray> {
+/**
+ * Reads a .npy file. Limits (see Limits): `maxBytes` caps the array's data (default 512 MiB).
+ * Throws an NpyError naming the file for anything it cannot read.
+ */
+export async function readNpy(path: string, opts: Limits = {}): Promise<NpyArray> {
   let bytes: Uint8Array;
   try {
     bytes = await Deno.readFile(path);
   } catch (e) {
     throw new NpyError(path, `cannot read file (${(e as Error).message})`, { cause: e });
   }
-  return decodeNpy(bytes, path);
+  return decodeNpy(bytes, path, opts);
 }
 
-/** Decodes .npy bytes; `name` (usually the path) heads every error message. */
-export function decodeNpy(bytes: Uint8Array, name = "<npy>"): NpyArray {
-  const fail = (problem: string): never => {
-    throw new NpyError(name, problem);
+/**
+ * Decodes .npy bytes; `name` (usually the path) heads every error message. The data must lie in
+ * the file in full; `opts.maxBytes` caps it (default 512 MiB). Throws an NpyError (its cause a
+ * LimitError when the limit was exceeded).
+ */
+export function decodeNpy(bytes: Uint8Array, name = "<npy>", opts: Limits = {}): NpyArray {
+  const limits = resolveLimits(opts);
+  const fail = (problem: string, cause?: unknown): never => {
+    throw new NpyError(name, problem, cause === undefined ? undefined : { cause });
   };
   if (bytes.length < 10 || MAGIC.some((b, i) => bytes[i] !== b)) fail("not a .npy file (bad magic bytes)");
   const major = bytes[6], minor = bytes[7];
@@ -82,26 +91,39 @@ export function decodeNpy(bytes: Uint8Array, name = "<npy>"): NpyArray {
   const fortran = /'fortran_order'\s*:\s*(True|False)/.exec(header)?.[1];
   const shapeText = /'shape'\s*:\s*\(([^)]*)\)/.exec(header)?.[1];
   if (descr === undefined || fortran === undefined || shapeText === undefined) {
-    fail(`malformed header ${JSON.stringify(header.trim())}`);
+    fail(`malformed header ${show(header.trim(), 200)}`);
   }
   if (fortran === "True") {
     fail("fortran_order arrays are not supported (save a C-ordered array, e.g. np.ascontiguousarray)");
   }
-  const shape = shapeText!.split(",").map((s) => s.trim()).filter((s) => s !== "").map((s) => {
-    if (!/^\d+L?$/.test(s)) fail(`malformed shape (${shapeText}) in header`);
-    return parseInt(s, 10);
+  const dims = shapeText!.split(",").map((s) => s.trim()).filter((s) => s !== "");
+  if (dims.length > MAX_DIMS) fail(`shape of ${dims.length} dimensions (at most ${MAX_DIMS})`);
+  const shape = dims.map((s) => {
+    const d = /^\d+L?$/.test(s) ? parseInt(s, 10) : NaN;
+    if (!Number.isSafeInteger(d)) fail(`malformed shape (${show(shapeText, 200)}) in header`);
+    return d;
   });
   const m = /^([<>|=])([a-z])(\d+)$/.exec(descr!);
   const dtype = m ? `${m[2]}${m[3]}` as NpyDType : null;
-  if (!m || !dtype || !(dtype in ITEM_SIZE)) {
-    fail(`unsupported dtype '${descr}' (supported: u1, i1, b1, u2, i2, u4, i4, u8, i8, f4, f8, little-endian)`);
+  if (!m || !dtype || !Object.hasOwn(ITEM_SIZE, dtype)) {
+    fail(
+      `unsupported dtype '${
+        descr!.slice(0, 40)
+      }' (supported: u1, i1, b1, u2, i2, u4, i4, u8, i8, f4, f8, little-endian)`,
+    );
   }
   const size = ITEM_SIZE[dtype!];
   // '|' (no byte order) only makes sense for one-byte types; '=' is native order, which for a
   // file is ambiguous, so only explicit little-endian is accepted for wider types.
   if (size > 1 && m![1] !== "<") fail(`unsupported byte order in dtype '${descr}' (only little-endian '<')`);
+  // A product too large to be exact is far over both the limit and the file's size: refused either way.
   const count = shape.reduce((a, b) => a * b, 1);
   const need = count * size;
+  try {
+    checkLimit(limits, "maxBytes", need, `an array of shape (${shape.join(", ")}) of ${descr}`);
+  } catch (e) {
+    fail((e as Error).message, e);
+  }
   if (bytes.length - dataStart < need) {
     fail(
       `truncated data: shape (${shape.join(", ")}) of ${descr} needs ${need} bytes, file has ${

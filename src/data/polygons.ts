@@ -12,17 +12,20 @@
 //   skimage.draw.polygon does, which evidently made the train PNG masks (the tests compare the two
 //   pixel for pixel). One degenerate case differs: centres on a segment the outline traverses twice
 //   (a zero-width spike A -> B -> A) are boundary here and filled; skimage's parity test drops them.
-// - Instances: one id per region with at least 3 vertices, 1, 2, 3, ... in file order; where
+// - Instances: one id per region that is not degenerate (below), 1, 2, 3, ... in file order; where
 //   regions overlap, the later one overwrites the earlier. A tiny region may cover no pixel centre,
 //   and an overwritten one may vanish, so not every id need appear in the map.
-// - Degenerate regions (fewer than 3 vertices, zero area) are skipped and reported in `skipped`;
-//   the real train files have two (2-vertex regions in TCGA-50-5931 and TCGA-E2-A1B5), the test
-//   files none.
+// - Degenerate regions (fewer than 3 vertices, or all vertices on one line within 1e-9 px, so zero
+//   area) are skipped and reported in `skipped`; the real train files have two (2-vertex regions
+//   in TCGA-50-5931 and TCGA-E2-A1B5), the test files none.
 // - Vertices outside the image: the real files have vertices up to about 2.6 px beyond the pixel
 //   grid (X from -2.93 to 1002.08 for 1000-wide images). Vertices within `tolerance` (default 4 px)
 //   of the image's extent [-0.5, W - 0.5] x [-0.5, H - 0.5] are kept as they are and only the part
 //   of the polygon inside the image is drawn; a vertex beyond that is an AnnotationError naming the
 //   file, the region and the coordinate.
+// - Limits (see Limits): `maxDepth` caps element nesting (default 1000), `maxEntries` the regions
+//   plus vertices of a file (default 1 000 000).
+import { checkLimit, LimitError, type Limits, resolveLimits } from "../io/limits.ts";
 
 /** An annotation file that cannot be used; the message starts with the file's path. */
 export class AnnotationError extends Error {
@@ -42,28 +45,32 @@ export interface Region {
   ys: Float64Array;
 }
 
-/** Reads and parses a MoNuSeg (ImageScope) XML annotation. */
-export async function readMoNuSegXml(path: string): Promise<Region[]> {
+/** Reads and parses a MoNuSeg (ImageScope) XML annotation; see parseMoNuSegXml. */
+export async function readMoNuSegXml(path: string, opts: Limits = {}): Promise<Region[]> {
   let text: string;
   try {
     text = await Deno.readTextFile(path);
   } catch (e) {
     throw new AnnotationError(path, `cannot read file (${(e as Error).message})`, { cause: e });
   }
-  return parseMoNuSegXml(text, path);
+  return parseMoNuSegXml(text, path, opts);
 }
 
 const NAME = /^[A-Za-z_:][\w:.-]*/;
 const ATTR = /\s*([A-Za-z_:][\w:.-]*)\s*=\s*(?:"([^"]*)"|'([^']*)')/y;
-const NUMBER = /^\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*$/;
+// Unambiguous (no two ways to match a run of digits), so a long non-number fails in linear time.
+const NUMBER = /^\s*[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?\s*$/;
 
 /**
  * Parses ImageScope XML text into regions (file order). A small tokenizer checks that tags nest
  * properly and attributes are well formed; comments, processing instructions, CDATA and DOCTYPE
  * are skipped. The root element must be <Annotations> and at least one <Regions> element must be
- * present; every <Vertex> must sit inside a <Region> and have numeric X and Y.
+ * present; every <Vertex> must sit inside a <Region> and have numeric X and Y. Throws an
+ * AnnotationError naming `name` (its cause a LimitError when `opts.maxDepth` or `opts.maxEntries`
+ * was exceeded).
  */
-export function parseMoNuSegXml(text: string, name = "<xml>"): Region[] {
+export function parseMoNuSegXml(text: string, name = "<xml>", opts: Limits = {}): Region[] {
+  const limits = resolveLimits(opts);
   const lineAt = (pos: number) => {
     let line = 1;
     for (let i = text.indexOf("\n"); i !== -1 && i < pos; i = text.indexOf("\n", i + 1)) line++;
@@ -72,8 +79,16 @@ export function parseMoNuSegXml(text: string, name = "<xml>"): Region[] {
   const fail = (problem: string, pos?: number): never => {
     throw new AnnotationError(name, `malformed XML: ${problem}${pos === undefined ? "" : ` (line ${lineAt(pos)})`}`);
   };
+  const limited = (key: keyof Limits, value: number, what: string) => {
+    try {
+      checkLimit(limits, key, value, what);
+    } catch (e) {
+      throw new AnnotationError(name, (e as LimitError).message, { cause: e });
+    }
+  };
   const stack: string[] = [];
   const regions: Region[] = [];
+  let entries = 0;
   let root: string | null = null, rootClosed = false, sawRegions = false;
   let current: { index: number; id: string | null; xs: number[]; ys: number[] } | null = null;
   let regionDepth = -1;
@@ -169,6 +184,7 @@ export function parseMoNuSegXml(text: string, name = "<xml>"): Region[] {
       if (current) fail("<Region> inside another <Region>", lt);
       current = { index: regions.length, id: attrs.Id ?? null, xs: [], ys: [] };
       regionDepth = stack.length;
+      limited("maxEntries", ++entries, "the regions and vertices of the file");
     } else if (tagName === "Vertex") {
       if (!current) fail("<Vertex> outside a <Region>", lt);
       const k = current!.xs.length;
@@ -182,6 +198,7 @@ export function parseMoNuSegXml(text: string, name = "<xml>"): Region[] {
       }
       current!.xs.push(parseFloat(attrs.X));
       current!.ys.push(parseFloat(attrs.Y));
+      limited("maxEntries", ++entries, "the regions and vertices of the file");
     }
     if (selfClosing) {
       if (stack.length === 0) rootClosed = true;
@@ -189,7 +206,12 @@ export function parseMoNuSegXml(text: string, name = "<xml>"): Region[] {
         regions.push({ index: current!.index, id: current!.id, xs: new Float64Array(0), ys: new Float64Array(0) });
         current = null;
       }
-    } else stack.push(tagName!);
+    } else {
+      stack.push(tagName!);
+      if (stack.length > limits.maxDepth) {
+        limited("maxDepth", stack.length, `element nesting at <${tagName}> (line ${lineAt(lt)})`);
+      }
+    }
   }
   if (root === null) throw new AnnotationError(name, "malformed XML: no root element (empty file?)");
   if (stack.length > 0) fail(`unclosed <${stack[stack.length - 1]}> at end of file`);
@@ -261,12 +283,31 @@ export interface RasterizedAnnotation {
   instances: Int32Array;
   /** H×W, 1 where any region covers the pixel, else 0. */
   mask: Uint8Array;
-  /** Ids assigned: the number of regions with at least 3 vertices. */
+  /** Ids assigned: the number of regions that are not degenerate. */
   count: number;
   /** Ids that ended up with no pixel (tiny regions between pixel centres, or fully overwritten). */
   empty: number[];
-  /** Regions skipped for having fewer than 3 vertices. */
+  /**
+   * Degenerate regions, skipped: fewer than 3 vertices, or (with 3 or more) all of them on one
+   * line, so zero area.
+   */
   skipped: { index: number; id: string | null; vertices: number }[];
+}
+
+/** Whether all vertices lie on one line (within EPS px), so the polygon has no area under any fill rule. */
+function collinear(xs: ArrayLike<number>, ys: ArrayLike<number>): boolean {
+  // The line through the first vertex and the one farthest from it.
+  let far = 0, best = 0;
+  for (let i = 1; i < xs.length; i++) {
+    const d = Math.hypot(xs[i] - xs[0], ys[i] - ys[0]);
+    if (d > best) [far, best] = [i, d];
+  }
+  if (best <= EPS) return true;
+  const ux = (xs[far] - xs[0]) / best, uy = (ys[far] - ys[0]) / best;
+  for (let i = 1; i < xs.length; i++) {
+    if (Math.abs(ux * (ys[i] - ys[0]) - uy * (xs[i] - xs[0])) > EPS) return false;
+  }
+  return true;
 }
 
 /** Fills `regions` into an instance map and a binary mask (conventions in the file header). */
@@ -293,8 +334,9 @@ export function rasterizeRegions(regions: readonly Region[], opts: RasterizeOpti
         );
       }
     }
-    if (reg.xs.length < 3) {
-      skipped.push({ index: reg.index, id: reg.id, vertices: reg.xs.length });
+    const n = reg.xs.length;
+    if (n < 3 || collinear(reg.xs, reg.ys)) {
+      skipped.push({ index: reg.index, id: reg.id, vertices: n });
       continue;
     }
     const v = ++id;
@@ -314,12 +356,17 @@ export function rasterizeRegions(regions: readonly Region[], opts: RasterizeOpti
   return { width, height, instances, mask, count: id, empty, skipped };
 }
 
-/** Reads a MoNuSeg XML and fills it for a `width`×`height` image. */
+/** Reads a MoNuSeg XML (with `opts`'s limits, see parseMoNuSegXml) and fills it for a `width`×`height` image. */
 export async function readMoNuSegAnnotation(
   path: string,
   width: number,
   height: number,
-  opts: { tolerance?: number } = {},
+  opts: { tolerance?: number } & Limits = {},
 ): Promise<RasterizedAnnotation> {
-  return rasterizeRegions(await readMoNuSegXml(path), { width, height, tolerance: opts.tolerance, name: path });
+  return rasterizeRegions(await readMoNuSegXml(path, opts), {
+    width,
+    height,
+    tolerance: opts.tolerance,
+    name: path,
+  });
 }

@@ -4,6 +4,14 @@
 // checkpoint can at worst fail to parse, unlike Python's pickle.load, which executes what it names.
 //
 // Tuples come back as frozen arrays, lists as arrays, dicts (and OrderedDicts, via the hook) as Maps.
+//
+// Every length is checked against the data before use, and the work a stream can ask for is
+// bounded: `maxEntries` values (each opcode that makes or pushes a value counts one, so a stream
+// of EMPTY_DICT opcodes cannot fill memory with Maps) and integers of at most `maxIntegerDigits`
+// decimal digits, parsed in linear time. Nothing here recurses, so deeply nested or
+// self-referencing containers are built without touching the call stack; whoever walks them must
+// bound that walk (see pt.ts).
+import { checkLimit, type Limits, resolveLimits } from "./limits.ts";
 
 /** A class or function the stream names (GLOBAL), not resolved to anything. */
 export class PyGlobal {
@@ -27,14 +35,25 @@ export interface UnpickleHooks {
 }
 
 const MARK = Symbol("mark");
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
 
-/** Parses a pickle (protocols 2 to 5, binary opcodes) into JavaScript values. */
-export function unpickle(bytes: Uint8Array, hooks: UnpickleHooks): unknown {
+/**
+ * Parses a pickle (protocols 2 to 5, binary opcodes) into JavaScript values. Throws an Error
+ * starting "pickle:" for a malformed stream, a LimitError for one over `opts.maxEntries` (default
+ * 1 000 000) or `opts.maxIntegerDigits` (default 4300).
+ */
+export function unpickle(bytes: Uint8Array, hooks: UnpickleHooks, opts: Limits = {}): unknown {
+  const limits = resolveLimits(opts);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const stack: unknown[] = [];
   const memo = new Map<number, unknown>();
   let pos = 0;
   let opAt = 0;
+  let values = 0;
+  const push = (v: unknown) => {
+    if (++values > limits.maxEntries) checkLimit(limits, "maxEntries", values, "the values of the pickle");
+    stack.push(v);
+  };
 
   const fail = (message: string): never => {
     throw new Error(`pickle: ${message} (opcode at byte ${opAt})`);
@@ -54,7 +73,14 @@ export function unpickle(bytes: Uint8Array, hooks: UnpickleHooks): unknown {
   };
   const take = (n: number) => (need(n), pos += n, bytes.subarray(pos - n, pos));
   const utf8 = new TextDecoder("utf-8", { fatal: true });
-  const text = (n: number) => utf8.decode(take(n));
+  const text = (n: number) => {
+    const b = take(n);
+    try {
+      return utf8.decode(b);
+    } catch {
+      return fail(`a string of ${n} bytes that is not valid UTF-8`);
+    }
+  };
   const latin1 = (n: number) => {
     let s = "";
     for (const b of take(n)) s += String.fromCharCode(b);
@@ -63,16 +89,26 @@ export function unpickle(bytes: Uint8Array, hooks: UnpickleHooks): unknown {
   const line = () => {
     const end = bytes.indexOf(0x0a, pos);
     if (end < 0) fail("unterminated line");
-    const s = utf8.decode(bytes.subarray(pos, end));
+    const b = bytes.subarray(pos, end);
     pos = end + 1;
-    return s;
+    try {
+      return utf8.decode(b);
+    } catch {
+      return fail("a line that is not valid UTF-8");
+    }
   };
   // Little-endian two's complement of any length (LONG1, LONG4): a number when exact, else a bigint.
+  // Built from hexadecimal text, which BigInt parses in linear time (shifting in byte by byte is
+  // quadratic: a 400 KB integer took minutes).
   const long = (n: number) => {
+    // n bytes hold up to n * 8 * log10(2) decimal digits.
+    checkLimit(limits, "maxIntegerDigits", Math.ceil(n * 8 * Math.log10(2)), `an integer of ${n} bytes`);
     const b = take(n);
-    let v = 0n;
-    for (let i = n - 1; i >= 0; i--) v = (v << 8n) | BigInt(b[i]);
-    if (n > 0 && b[n - 1] & 0x80) v -= 1n << BigInt(8 * n);
+    if (n === 0) return 0;
+    let hex = "";
+    for (let i = n - 1; i >= 0; i--) hex += HEX[b[i]];
+    let v = BigInt(`0x${hex}`);
+    if (b[n - 1] & 0x80) v -= 1n << BigInt(8 * n);
     return v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
   };
 
@@ -103,7 +139,8 @@ export function unpickle(bytes: Uint8Array, hooks: UnpickleHooks): unknown {
   };
   const isList = (x: unknown): x is unknown[] => Array.isArray(x) && !Object.isFrozen(x);
   const append = (target: unknown, items: unknown[]) => {
-    if (isList(target)) target.push(...items);
+    // One by one: spreading a long list into push() overflows the call stack.
+    if (isList(target)) { for (const x of items) target.push(x); }
     else if (!(target instanceof PyObject)) fail("append to something that is not a list");
   };
   const setItems = (target: unknown, items: unknown[]) => {
@@ -127,7 +164,7 @@ export function unpickle(bytes: Uint8Array, hooks: UnpickleHooks): unknown {
         if (stack.length !== 1) fail(`stack holds ${stack.length} values at the end, not 1`);
         return pop();
       case 0x28: // MARK
-        stack.push(MARK);
+        push(MARK);
         break;
       case 0x30: // POP
         stack.pop();
@@ -136,81 +173,81 @@ export function unpickle(bytes: Uint8Array, hooks: UnpickleHooks): unknown {
         popMark();
         break;
       case 0x32: // DUP
-        stack.push(top());
+        push(top());
         break;
       case 0x4e: // NONE
-        stack.push(null);
+        push(null);
         break;
       case 0x88: // NEWTRUE
-        stack.push(true);
+        push(true);
         break;
       case 0x89: // NEWFALSE
-        stack.push(false);
+        push(false);
         break;
       case 0x4a: // BININT
         need(4);
-        stack.push(view.getInt32(pos, true));
+        push(view.getInt32(pos, true));
         pos += 4;
         break;
       case 0x4b: // BININT1
-        stack.push(u8());
+        push(u8());
         break;
       case 0x4d: // BININT2
-        stack.push(u16());
+        push(u16());
         break;
       case 0x8a: // LONG1
-        stack.push(long(u8()));
+        push(long(u8()));
         break;
       case 0x8b: // LONG4
-        stack.push(long(u32()));
+        push(long(u32()));
         break;
       case 0x47: // BINFLOAT (big-endian)
         need(8);
-        stack.push(view.getFloat64(pos, false));
+        push(view.getFloat64(pos, false));
         pos += 8;
         break;
       case 0x58: // BINUNICODE
-        stack.push(text(u32()));
+        push(text(u32()));
         break;
       case 0x8c: // SHORT_BINUNICODE
-        stack.push(text(u8()));
+        push(text(u8()));
         break;
       case 0x8d: // BINUNICODE8
-        stack.push(text(u64()));
+        push(text(u64()));
         break;
       case 0x54: // BINSTRING (Python 2 str, read as Latin-1)
-        stack.push(latin1(u32()));
+        push(latin1(u32()));
         break;
       case 0x55: // SHORT_BINSTRING
-        stack.push(latin1(u8()));
+        push(latin1(u8()));
         break;
       case 0x42: // BINBYTES
-        stack.push(take(u32()).slice());
+        push(take(u32()).slice());
         break;
       case 0x43: // SHORT_BINBYTES
-        stack.push(take(u8()).slice());
+        push(take(u8()).slice());
         break;
       case 0x8e: // BINBYTES8
-        stack.push(take(u64()).slice());
+        push(take(u64()).slice());
         break;
       case 0x29: // EMPTY_TUPLE
-        stack.push(Object.freeze([]));
+        push(Object.freeze([]));
         break;
       case 0x74: // TUPLE
-        stack.push(Object.freeze(popMark()));
+        push(Object.freeze(popMark()));
         break;
       case 0x85: // TUPLE1
       case 0x86: // TUPLE2
       case 0x87: { // TUPLE3
         const items = Array.from({ length: op - 0x84 }, pop).reverse();
-        stack.push(Object.freeze(items));
+        push(Object.freeze(items));
         break;
       }
       case 0x5d: // EMPTY_LIST
-        stack.push([]);
+        push([]);
         break;
       case 0x6c: // LIST
-        stack.push(popMark());
+        push(popMark());
         break;
       case 0x61: { // APPEND
         const v = pop();
@@ -223,12 +260,12 @@ export function unpickle(bytes: Uint8Array, hooks: UnpickleHooks): unknown {
         break;
       }
       case 0x7d: // EMPTY_DICT
-        stack.push(new Map());
+        push(new Map());
         break;
       case 0x64: { // DICT
         const d = new Map();
         setItems(d, popMark());
-        stack.push(d);
+        push(d);
         break;
       }
       case 0x73: { // SETITEM
@@ -243,19 +280,19 @@ export function unpickle(bytes: Uint8Array, hooks: UnpickleHooks): unknown {
       }
       case 0x63: { // GLOBAL
         const module = line();
-        stack.push(new PyGlobal(module, line()));
+        push(new PyGlobal(module, line()));
         break;
       }
       case 0x93: { // STACK_GLOBAL
         const name = pop(), module = pop();
         if (typeof module !== "string" || typeof name !== "string") fail("STACK_GLOBAL needs two strings");
-        stack.push(new PyGlobal(module as string, name as string));
+        push(new PyGlobal(module as string, name as string));
         break;
       }
       case 0x52: // REDUCE
       case 0x81: { // NEWOBJ
         const args = pop(), fn = pop();
-        stack.push(call(fn, args));
+        push(call(fn, args));
         break;
       }
       case 0x62: { // BUILD: set an object's state. Dicts' state (a state dict's _metadata) is dropped.
@@ -265,7 +302,7 @@ export function unpickle(bytes: Uint8Array, hooks: UnpickleHooks): unknown {
         break;
       }
       case 0x51: // BINPERSID
-        stack.push(hooks.persistentLoad(pop()));
+        push(hooks.persistentLoad(pop()));
         break;
       case 0x71: // BINPUT
         memo.set(u8(), top());
@@ -280,7 +317,7 @@ export function unpickle(bytes: Uint8Array, hooks: UnpickleHooks): unknown {
       case 0x6a: { // LONG_BINGET
         const k = op === 0x68 ? u8() : u32();
         if (!memo.has(k)) fail(`memo ${k} was never stored`);
-        stack.push(memo.get(k));
+        push(memo.get(k));
         break;
       }
       default:

@@ -13,6 +13,7 @@ import { BYTES, type DType } from "../dtype.ts";
 import type { Tensor } from "../tensor.ts";
 import { writeAll, writeFileAtomic } from "./atomic.ts";
 import { CheckpointError, disposeAll, LoadedTensors } from "./common.ts";
+import { checkLimit, type Limits, MAX_DIMS, resolveLimits, show } from "./limits.ts";
 import { rawBytes } from "./raw.ts";
 
 const CODE: Record<DType, string> = {
@@ -25,9 +26,8 @@ const CODE: Record<DType, string> = {
   uint8: "U8",
   bool: "BOOL",
 };
-const DTYPE_OF: Record<string, DType> = Object.fromEntries(
-  Object.entries(CODE).map(([d, c]) => [c, d as DType]),
-);
+// A Map, not an object: a header's dtype may be any string, "constructor" and "__proto__" included.
+const DTYPE_OF = new Map<string, DType>(Object.entries(CODE).map(([d, c]) => [c, d as DType]));
 
 // Position in the library's Dtype enum, which lists types by increasing alignment. The writer puts
 // the most aligned types first (then orders by name), so every tensor's data is aligned.
@@ -152,30 +152,32 @@ const isCount = (x: unknown): x is number => typeof x === "number" && Number.isS
 
 /** Validates one header entry; returns the problem, or the description. */
 function describe(name: string, info: unknown): Described | string {
-  const what = `tensor ${JSON.stringify(name)}`;
+  const what = `tensor ${show(name)}`;
   if (info === null || typeof info !== "object" || Array.isArray(info)) return `${what}: entry is not an object`;
   const { dtype, shape, data_offsets: offsets } = info as Record<string, unknown>;
-  if (typeof dtype !== "string" || !(dtype in DTYPE_OF)) {
-    const known = Object.keys(DTYPE_OF).join(", ");
-    return `${what}: dtype ${JSON.stringify(dtype)} is not one mdm reads (${known})`;
+  const dt = typeof dtype === "string" ? DTYPE_OF.get(dtype) : undefined;
+  if (dt === undefined) {
+    const known = [...DTYPE_OF.keys()].join(", ");
+    return `${what}: dtype ${show(dtype)} is not one mdm reads (${known})`;
   }
   if (!Array.isArray(shape) || !shape.every(isCount)) {
-    return `${what}: shape ${JSON.stringify(shape)} is not a list of non-negative integers`;
+    return `${what}: shape ${show(shape)} is not a list of non-negative integers`;
   }
+  if (shape.length > MAX_DIMS) return `${what}: shape of ${shape.length} dimensions (at most ${MAX_DIMS})`;
   if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isCount)) {
-    return `${what}: data_offsets ${JSON.stringify(offsets)} is not a pair of non-negative integers`;
+    return `${what}: data_offsets ${show(offsets)} is not a pair of non-negative integers`;
   }
   const [begin, end] = offsets as number[];
   if (end < begin) return `${what}: data_offsets [${begin}, ${end}] end before they begin`;
   // BigInt: a hostile shape could overflow a double's exact range and seem to match.
   const numel = shape.reduce((n: bigint, d: number) => n * BigInt(d), 1n);
-  const bytes = numel * BigInt(BYTES[DTYPE_OF[dtype]]);
+  const bytes = numel * BigInt(BYTES[dt]);
   if (bytes !== BigInt(end - begin)) {
     return `${what}: ${dtype} of shape [${
       shape.join(", ")
     }] needs ${bytes} bytes, data_offsets [${begin}, ${end}] hold ${end - begin}`;
   }
-  return { name, dtype: DTYPE_OF[dtype], shape, begin, end };
+  return { name, dtype: dt, shape, begin, end };
 }
 
 interface Header {
@@ -186,9 +188,9 @@ interface Header {
 }
 
 /** Parses and validates the header against the file's size; throws naming the first problem. */
-function readHeader(path: string, file: Deno.FsFile, fileSize: number): Header {
-  const bad = (problem: string): never => {
-    throw new CheckpointError(path, `not a valid safetensors file: ${problem}`);
+function readHeader(path: string, file: Deno.FsFile, fileSize: number, limits: Required<Limits>): Header {
+  const bad = (problem: string, cause?: unknown): never => {
+    throw new CheckpointError(path, `not a valid safetensors file: ${problem}`, cause ? { cause } : undefined);
   };
   if (fileSize < 8) bad(`the file has ${fileSize} bytes, fewer than the 8 of the header length`);
   const prefix = readExactly(file, 0, 8);
@@ -211,6 +213,12 @@ function readHeader(path: string, file: Deno.FsFile, fileSize: number): Header {
 
   const tensors: Described[] = [];
   let metadata: Record<string, string> = {};
+  const count = Object.keys(parsed as object).length;
+  try {
+    checkLimit(limits, "maxEntries", count, `a header of ${count} entries`);
+  } catch (e) {
+    bad((e as Error).message, e);
+  }
   for (const [name, info] of Object.entries(parsed as Record<string, unknown>)) {
     if (name === METADATA) {
       if (info === null) continue;
@@ -231,11 +239,11 @@ function readHeader(path: string, file: Deno.FsFile, fileSize: number): Header {
   let at = 0;
   let previous = "the start of the data";
   for (const t of byPosition) {
-    const span = `tensor ${JSON.stringify(t.name)} at [${t.begin}, ${t.end}]`;
+    const span = `tensor ${show(t.name)} at [${t.begin}, ${t.end}]`;
     if (t.begin < at) bad(`${span} overlaps ${previous}, which ends at ${at}`);
     if (t.begin > at) bad(`${span} leaves a gap after ${previous}, which ends at ${at}`);
     at = t.end;
-    previous = `tensor ${JSON.stringify(t.name)}`;
+    previous = `tensor ${show(t.name)}`;
   }
   const dataStart = 8 + Number(n);
   const available = fileSize - dataStart;
@@ -258,9 +266,12 @@ function readExactly(file: Deno.FsFile, position: number, length: number): Uint8
 /**
  * Reads a safetensors file into tensors on `device` (the default device when omitted), in the
  * order of their data. The header is checked in full before any tensor is made; a file that breaks
- * the format is rejected with a CheckpointError naming the file and the problem.
+ * the format is rejected with a CheckpointError naming the file and the problem. Every tensor's bytes
+ * lie in the file, so memory is bounded by its size; the header (at most 100 MB, the library's own
+ * limit) may list at most `opts.maxEntries` entries (default 1 000 000).
  */
-export function loadSafetensors(path: string, opts: { device?: Device } = {}): LoadedTensors {
+export function loadSafetensors(path: string, opts: { device?: Device } & Limits = {}): LoadedTensors {
+  const limits = resolveLimits(opts);
   let file: Deno.FsFile;
   try {
     file = Deno.openSync(path, { read: true });
@@ -268,7 +279,7 @@ export function loadSafetensors(path: string, opts: { device?: Device } = {}): L
     throw new CheckpointError(path, `cannot open: ${(e as Error).message}`, { cause: e });
   }
   using _ = file;
-  const header = readHeader(path, file, file.statSync().size);
+  const header = readHeader(path, file, file.statSync().size, limits);
   const made: [string, Tensor][] = [];
   let current = "";
   try {
@@ -279,7 +290,7 @@ export function loadSafetensors(path: string, opts: { device?: Device } = {}): L
     }
   } catch (e) {
     disposeAll(made.map(([, t]) => t));
-    throw new CheckpointError(path, `cannot read tensor ${JSON.stringify(current)}: ${(e as Error).message}`, {
+    throw new CheckpointError(path, `cannot read tensor ${show(current)}: ${(e as Error).message}`, {
       cause: e,
     });
   }

@@ -1,6 +1,10 @@
 // A reader of the zip archives torch.save writes: stored (uncompressed) entries, zip64 when large.
 // It reads the central directory and then only the entries asked for, so a large checkpoint is
-// never in memory twice. Every offset and size is checked against the file before it is used.
+// never in memory twice. Every offset and size is checked against the file before it is used, the
+// number of entries against `maxEntries`, and every entry read against its CRC-32 (as torch.load
+// does), so a damaged archive is an error rather than tensors with wrong values.
+import { crc32 } from "node:zlib";
+import { checkLimit, DEFAULT_LIMITS, type Limits, show } from "./limits.ts";
 
 const EOCD = 0x06054b50;
 const ZIP64_LOCATOR = 0x07064b50;
@@ -13,14 +17,23 @@ interface ZipEntry {
   method: number;
   size: number;
   localHeader: number;
+  crc: number;
 }
 
 export class ZipReader {
   readonly entries = new Map<string, ZipEntry>();
 
-  /** Reads the directory of `file` (`size` bytes); throws an Error saying what is wrong. */
-  constructor(private readonly file: Deno.FsFile, private readonly size: number) {
+  /**
+   * Reads the directory of `file` (`size` bytes); throws an Error saying what is wrong, a
+   * LimitError for more than `limits.maxEntries` entries.
+   */
+  constructor(
+    private readonly file: Deno.FsFile,
+    private readonly size: number,
+    limits: Required<Limits> = DEFAULT_LIMITS,
+  ) {
     const { count, dirOffset, dirSize } = this.#endRecord();
+    checkLimit(limits, "maxEntries", count, `an archive of ${count} entries`);
     const dir = this.#read(dirOffset, dirSize, "the central directory");
     const v = new DataView(dir.buffer);
     const names = new TextDecoder();
@@ -30,6 +43,7 @@ export class ZipReader {
         throw new Error(`central directory entry ${i} is malformed`);
       }
       const method = v.getUint16(at + 10, true);
+      const crc = v.getUint32(at + 16, true);
       let compressed = v.getUint32(at + 20, true), uncompressed = v.getUint32(at + 24, true);
       const nameLen = v.getUint16(at + 28, true), extraLen = v.getUint16(at + 30, true);
       const commentLen = v.getUint16(at + 32, true);
@@ -54,8 +68,9 @@ export class ZipReader {
       if (method === 0 && compressed !== uncompressed) {
         throw new Error(`entry ${name} is stored but its sizes differ (${compressed} and ${uncompressed})`);
       }
-      const size = compressed;
-      this.entries.set(name, { method, size, localHeader });
+      // Two entries of one name would let the archive mean two things.
+      if (this.entries.has(name)) throw new Error(`the archive holds two entries named ${show(name)}`);
+      this.entries.set(name, { method, size: compressed, localHeader, crc });
       at = end;
     }
   }
@@ -63,13 +78,19 @@ export class ZipReader {
   /** The bytes of an entry. */
   read(name: string): Uint8Array<ArrayBuffer> {
     const e = this.entries.get(name);
-    if (!e) throw new Error(`the archive has no entry ${name}`);
-    if (e.method !== 0) throw new Error(`entry ${name} is compressed (method ${e.method}); torch.save stores entries`);
-    const local = this.#read(e.localHeader, 30, `the local header of ${name}`);
+    const label = show(name, 200);
+    if (!e) throw new Error(`the archive has no entry ${label}`);
+    if (e.method !== 0) throw new Error(`entry ${label} is compressed (method ${e.method}); torch.save stores entries`);
+    const local = this.#read(e.localHeader, 30, `the local header of ${label}`);
     const v = new DataView(local.buffer);
-    if (v.getUint32(0, true) !== LOCAL) throw new Error(`entry ${name}: local header is malformed`);
+    if (v.getUint32(0, true) !== LOCAL) throw new Error(`entry ${label}: local header is malformed`);
     const start = e.localHeader + 30 + v.getUint16(26, true) + v.getUint16(28, true);
-    return this.#read(start, e.size, `entry ${name}`);
+    const bytes = this.#read(start, e.size, `entry ${label}`);
+    const crc = crc32(bytes);
+    if (crc !== e.crc) {
+      throw new Error(`entry ${label} fails its CRC-32 check (stored ${e.crc}, computed ${crc}): the file is damaged`);
+    }
+    return bytes;
   }
 
   #endRecord(): { count: number; dirOffset: number; dirSize: number } {
