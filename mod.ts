@@ -46,4 +46,4 @@ export { cat, stack, where } from "./src/functional.ts";
 export { CheckpointError, LoadedTensors, type SkippedEntry } from "./src/io/common.ts";
 export { loadSafetensors, saveSafetensors } from "./src/io/safetensors.ts";
 export { loadPt } from "./src/io/pt.ts";
-export { loadCheckpoint, loadModel, loadModelWeights } from "./src/io/checkpoint.ts";
+export { loadCheckpoint, loadModel, loadModelWeights } from "./src/io/weights.ts";

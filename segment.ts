@@ -22,7 +22,7 @@ import { loadFolderPair } from "./src/data/datasets/folder_pair.ts";
 import { loadGlaS } from "./src/data/datasets/glas.ts";
 import { loadMoNuSeg } from "./src/data/datasets/monuseg.ts";
 import { loadSynthetic } from "./src/data/datasets/synthetic_set.ts";
-import { loadModel } from "./src/io/checkpoint.ts";
+import { loadModel } from "./src/io/weights.ts";
 import type { UNetConfig } from "./src/models/unet/config.ts";
 import { UNet } from "./src/models/unet/unet.ts";
 import { writeOverlay } from "./src/report/overlays.ts";

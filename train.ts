@@ -10,7 +10,7 @@ import { listImages, type NamedImage, RandomCropLoader } from "./src/data/folder
 import { readImage, writePng } from "./src/data/image.ts";
 import { ensureSyntheticDataset } from "./src/data/synthetic.ts";
 import { saveSafetensors } from "./src/io/safetensors.ts";
-import { listCheckpoints, readTrainState, restoreTrainer, saveCheckpoint } from "./src/mdm/checkpoint.ts";
+import { listCheckpoints, readTrainState, restoreTrainer, saveCheckpoint } from "./src/mdm/train_state.ts";
 import { reconstruct } from "./src/mdm/pictures.ts";
 import { Pretrainer, type PretrainOptions } from "./src/mdm/pretrain.ts";
 import { grid, tensorToImages } from "./src/report/grid.ts";

@@ -1,8 +1,8 @@
-// The medical few-shot protocol end to end (REFERENCE §5-§6): head training on features recomputed
-// every step, then Gaussian-blended sliding-window prediction of the test split, mdm
-// (src/segment/heads.ts) against the same work in plain PyTorch (bench/segment_torch.py) on the same
-// libtorch, weights, data and threads. One timed run per side and round, each in its own process;
-// peak memory is each process's maximum resident set.
+// The medical few-shot protocol end to end (the paper's Section 4.2 and Appendix A.2): head
+// training on features recomputed every step, then Gaussian-blended sliding-window prediction of
+// the test split, mdm (src/segment/heads.ts) against the same work in plain PyTorch
+// (bench/segment_torch.py) on the same libtorch, weights, data and threads. One timed run per side
+// and round, each in its own process; peak memory is each process's maximum resident set.
 //
 //   deno run -A bench/segment.ts [--threads N] [--rounds R] [--epochs E] [--cache DIR] [--window-batch B]
 //
@@ -16,7 +16,7 @@
 import { manualSeed, setNumThreads } from "../mod.ts";
 import { loadSynthetic } from "../src/data/datasets/synthetic_set.ts";
 import { PRESETS } from "../src/cli/pretrain_flags.ts";
-import { loadModel } from "../src/io/checkpoint.ts";
+import { loadModel } from "../src/io/weights.ts";
 import { saveSafetensors } from "../src/io/safetensors.ts";
 import { UNet } from "../src/models/unet/unet.ts";
 import type { FeatureOptions } from "../src/segment/features.ts";
@@ -74,7 +74,7 @@ async function child(weights: string, cache: string): Promise<void> {
     diffusionSteps: 1000,
     maskRatio: "release",
   };
-  const o: HeadTrainingOptions = {
+  const training: HeadTrainingOptions = {
     classes: SETTING.classes,
     crop: SETTING.crop,
     batch: SETTING.batch,
@@ -92,7 +92,7 @@ async function child(weights: string, cache: string): Promise<void> {
     // trainHead seeds its crops and masks, but the head's initial weights come from the global
     // generator, which libtorch seeds at random per process: seeded here, as the PyTorch side does.
     manualSeed(SETTING.seed * 1009 + h);
-    heads.push(trainHead(model, train, o, h).classifier);
+    heads.push(trainHead(model, train, training, h).classifier);
   }
   const t1 = performance.now();
   const dices: number[] = [];

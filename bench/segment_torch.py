@@ -1,8 +1,8 @@
-"""PyTorch side of bench/segment.ts: the medical few-shot protocol (REFERENCE §5-§6) written plainly,
+"""PyTorch side of bench/segment.ts: the medical few-shot protocol (paper, Sec. 4.2) written plainly,
 the way the reference code runs it, with the project's port of guided-diffusion's UNet
 (tests/unet_ref.py) on the same weights (a safetensors file parsed by hand), same threads as mdm.
 
-- Head training, per head: each step a batch of random crops, masked per REFERENCE §1 (MAE-style:
+- Head training, per head: each step a batch of random crops, masked per the paper's Sec. 4.1 (MAE-style:
   argsort of uniform noise, keep the first floor(L·(1 - t/T)) patches, zeros for the rest, restore
   the order), a full UNet forward with forward hooks on the wanted decoder blocks, bilinear upsampling
   (align_corners=False) to the crop, concatenation, division by each crop's global L2 norm; pixel MLP
@@ -60,7 +60,7 @@ def load_safetensors(path):
 
 
 def mask_patches(x, t, generator, patch=8, steps=1000):
-    """REFERENCE §1, MAE's random_masking: per sample L uniform numbers, argsort, keep the first
+    """Paper Sec. 4.1 as MAE's random_masking: per sample L uniform numbers, argsort, keep the first
     floor(L·(1 - t/T)) patches, zeros for the others, restore the original order, unpatchify."""
     b, c, h, w = x.shape
     gh, gw = h // patch, w // patch

@@ -160,22 +160,22 @@ export interface AdamOptions {
 
 type Params = readonly Tensor<"float32" | "float64" | "float16" | "bfloat16", Device>[];
 
-function adamHyper(o: AdamOptions, defaultDecay: number): number[] {
-  const [b1, b2] = o.betas ?? [0.9, 0.999];
-  return [o.lr ?? 1e-3, b1, b2, o.eps ?? 1e-8, o.weightDecay ?? defaultDecay, o.amsgrad ? 1 : 0];
+function adamHyper(hyper: AdamOptions, defaultDecay: number): number[] {
+  const [b1, b2] = hyper.betas ?? [0.9, 0.999];
+  return [hyper.lr ?? 1e-3, b1, b2, hyper.eps ?? 1e-8, hyper.weightDecay ?? defaultDecay, hyper.amsgrad ? 1 : 0];
 }
 
 /** Adam with L2 weight decay added to the gradient (torch.optim.Adam). Defaults as in PyTorch. */
 export class Adam extends Optimizer {
-  constructor(params: Params, o: AdamOptions = {}) {
-    super("adam", params, adamHyper(o, 0));
+  constructor(params: Params, hyper: AdamOptions = {}) {
+    super("adam", params, adamHyper(hyper, 0));
   }
 }
 
 /** Adam with decoupled weight decay (torch.optim.AdamW; weight decay 0.01 by default, as there). */
 export class AdamW extends Optimizer {
-  constructor(params: Params, o: AdamOptions = {}) {
-    super("adamw", params, adamHyper(o, 0.01));
+  constructor(params: Params, hyper: AdamOptions = {}) {
+    super("adamw", params, adamHyper(hyper, 0.01));
   }
 }
 
@@ -188,8 +188,14 @@ export interface SGDOptions {
 }
 
 export class SGD extends Optimizer {
-  constructor(params: Params, o: SGDOptions) {
-    super("sgd", params, [o.lr, o.momentum ?? 0, o.dampening ?? 0, o.weightDecay ?? 0, o.nesterov ? 1 : 0]);
+  constructor(params: Params, hyper: SGDOptions) {
+    super("sgd", params, [
+      hyper.lr,
+      hyper.momentum ?? 0,
+      hyper.dampening ?? 0,
+      hyper.weightDecay ?? 0,
+      hyper.nesterov ? 1 : 0,
+    ]);
   }
 }
 

@@ -1,4 +1,7 @@
-// Seeding: the global generators (torch.manual_seed) and independent seedable generators.
+// Seeding: the global generators (torch.manual_seed) and independent seedable generators. These are
+// libtorch's own generators, the ones its random ops (rand, randn, dropout, randperm) draw from on
+// the tensor's device, so tensor randomness matches PyTorch's for a seed. The data layer has its own
+// JS-side PRNG (src/data/rng.ts) so that image sampling neither disturbs nor depends on them.
 import { STATUS as ST, sym } from "../ffi/lib.ts";
 import { type Device, deviceCode } from "./device.ts";
 import { check, fail, Tensor } from "./tensor.ts";

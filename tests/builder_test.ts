@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { full, liveTensors, manualSeed, tensor, zeros } from "../mod.ts";
 import type { Tensor } from "../src/tensor.ts";
-import { loadModel } from "../src/io/checkpoint.ts";
+import { loadModel } from "../src/io/weights.ts";
 import { saveSafetensors } from "../src/io/safetensors.ts";
 import { UNet } from "../src/models/unet/unet.ts";
 import type { Init, VarBuilder } from "../src/nn/builder.ts";

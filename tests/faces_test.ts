@@ -30,7 +30,7 @@ Deno.test("a faces-protocol head learns a linearly separable pixel task", () => 
   const x = noGrad(() =>
     tidy(() => randn([n, d]).add(y.float().unsqueeze(1).mul(4).sub(2).mul(tensor([1, 0, 0, 0, 0, 0, 0, 0]))))
   );
-  const o = {
+  const protocol = {
     classes: 2,
     batch: 64,
     lr: 1e-3,
@@ -42,7 +42,7 @@ Deno.test("a faces-protocol head learns a linearly separable pixel task", () => 
     device: "cpu",
     features: { method: "mdm", blocks: [], timesteps: [] },
   } as FacesOptions;
-  const { classifier, steps } = trainFacesHead(x, y, o, 1);
+  const { classifier, steps } = trainFacesHead(x, y, protocol, 1);
   assert.ok(steps >= 16 * 4, `trains at least past the early-stopping start, took ${steps} steps`);
   assert.ok(classifier instanceof PixelClassifier);
   const accuracy = noGrad(() => tidy(() => classifier.forward(x).argmax(1).eq(y).float().mean().item()));

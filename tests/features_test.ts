@@ -1,4 +1,4 @@
-// decoderFeatures (REFERENCE §5) on a tiny randomised UNet: DDPM features against a PyTorch
+// decoderFeatures (the paper's Section 4.2) on a tiny randomised UNet: DDPM features against a PyTorch
 // computation written from the reference (guided-diffusion's q_sample with float64 tables cast to
 // float32, the port tests/unet_ref.py with forward hooks, bilinear upsampling, concatenation,
 // global L2 normalisation); MDM features' masks (reproducible per generator seed, really applied,
@@ -161,9 +161,9 @@ Deno.test("DDPM features equal PyTorch's q_sample → port forward → bilinear 
 
 Deno.test("MDM features: seeded masks, really applied, none at t = 0", async (t) => {
   const mdm: FeatureOptions = { method: "mdm", blocks: BLOCKS, timesteps: [50] };
-  const withSeed = (seed: number, o: Partial<FeatureOptions> = {}) => {
+  const withSeed = (seed: number, overrides: Partial<FeatureOptions> = {}) => {
     using g = new Generator(seed, DEVICE);
-    return decoderFeatures(model, images, { ...mdm, ...o, generator: g });
+    return decoderFeatures(model, images, { ...mdm, ...overrides, generator: g });
   };
 
   await t.step("the same generator seed gives identical features, another seed different ones", () => {

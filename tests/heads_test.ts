@@ -1,8 +1,9 @@
-// The medical protocol's pieces (REFERENCE §6): the pixel MLP against PyTorch's nn.Sequential
-// (layout, initialisation, forward and gradients in train and eval mode), BatchNorm1d's cumulative
-// average against nn.BatchNorm1d(momentum=None), trainHead's batch-norm recalibration against the
-// activations' exact statistics, the sliding window (window origins, Gaussian weights, exact blending,
-// small images, batching), predictHeads with batched windows, and the supervised baseline's training.
+// The medical protocol's pieces (the paper's Section 4.2 and Appendix A.2): the pixel MLP against
+// PyTorch's nn.Sequential (layout, initialisation, forward and gradients in train and eval mode),
+// BatchNorm1d's cumulative average against nn.BatchNorm1d(momentum=None), trainHead's batch-norm
+// recalibration against the activations' exact statistics, the sliding window (window origins,
+// Gaussian weights, exact blending, small images, batching), predictHeads with batched windows, and
+// the supervised baseline's training.
 import assert from "node:assert/strict";
 import { F, type FloatDType, manualSeed, noGrad, rand, randn, type Tensor, tensor, tidy } from "../mod.ts";
 import { Rng } from "../src/data/rng.ts";
@@ -20,7 +21,7 @@ import { dice } from "../src/segment/metrics.ts";
 import { gaussianMap, slidingWindow, windowStarts } from "../src/segment/sliding.ts";
 import { assertClose, DEVICE, type RefCase, refTensor, type RefValue, torchRef } from "./helpers/torch_ref.ts";
 
-type T = Tensor<FloatDType>;
+type FloatTensor = Tensor<FloatDType>;
 
 // The tiny UNet every model-based case here uses (decoder blocks 0..3; 1, 2 at 32×32).
 const TINY = {
@@ -233,7 +234,7 @@ Deno.test("trainHead: the final batch-norm statistics are the recalibration batc
   const data: Labelled[] = [{ name: "tile", image: tile.image, label: tile.mask.data }];
   const noise = randn([1, 3, 32, 32], { device: DEVICE });
   const features: FeatureOptions = { method: "ddpm", blocks: [1, 2], timesteps: [50, 150], l2Normalize: true, noise };
-  const o: HeadTrainingOptions = {
+  const training: HeadTrainingOptions = {
     classes: 2,
     crop: 32,
     batch: 1,
@@ -245,7 +246,7 @@ Deno.test("trainHead: the final batch-norm statistics are the recalibration batc
     features,
     device: DEVICE,
   };
-  const { classifier, report } = trainHead(model, data, o, 0);
+  const { classifier, report } = trainHead(model, data, training, 0);
   assert.equal(report.epochs, 3);
   assert.equal(report.steps, 3); // one step per epoch: ceil(1 image / batch 1)
   assert.equal(classifier.training, false, "the head comes back in eval mode");
@@ -261,7 +262,7 @@ Deno.test("trainHead: the final batch-norm statistics are the recalibration batc
       const f = decoderFeatures(model, images, features);
       const rows = f.permute(0, 2, 3, 1).reshape(-1, f.size(1)); // [1024, D]
       const n = rows.size(0);
-      const stats = (h: T) => {
+      const stats = (h: FloatTensor) => {
         const mean = h.mean(0), centred = h.sub(mean);
         return { mean, unbiased: centred.square().sum(0).div(n - 1), biased: centred.square().mean(0) };
       };
@@ -348,7 +349,7 @@ const picture = (c: number, h: number, w: number) => rand([1, c, h, w], { device
 
 Deno.test("slidingWindow: blending normalises, small images are padded and cropped back, batching is invisible", async (t) => {
   manualSeed(99);
-  const identity = (win: T) => [win];
+  const identity = (win: FloatTensor) => [win];
 
   await t.step("an identity predictor (logits = the window's pixels) reproduces the image", () => {
     for (const [h, w, window, overlap] of [[100, 130, 32, 0.2], [64, 64, 64, 0.2], [97, 61, 16, 0.5]]) {
@@ -398,7 +399,7 @@ Deno.test("slidingWindow: blending normalises, small images are padded and cropp
   await t.step("batch 1 and batch 8 give the same results, for every head", () => {
     const img = picture(3, 90, 75);
     /** Runs the window with `batch` windows per call, recording the calls' sizes. */
-    const blend = (predict: (w: T) => T[], batch: number) => {
+    const blend = (predict: (w: FloatTensor) => FloatTensor[], batch: number) => {
       const calls: number[] = [];
       const out = slidingWindow(img, (w) => {
         calls.push(w.size(0));
@@ -408,7 +409,7 @@ Deno.test("slidingWindow: blending normalises, small images are padded and cropp
     };
     // Two heads of a per-pixel predictor: elementwise kernels give each window the same values in
     // any batch, and windows are accumulated in the same order, so the blends are bitwise equal.
-    const pointwise = (w: T) => [w.mul(2).tanh(), w.square().narrow(1, 0, 2)];
+    const pointwise = (w: FloatTensor) => [w.mul(2).tanh(), w.square().narrow(1, 0, 2)];
     const one = blend(pointwise, 1), eight = blend(pointwise, 8);
     // 90 and 75 with window 32, stride 25: 4 × 3 = 12 windows, in calls of 8 + 4.
     assert.equal(one.calls.length, 12);
@@ -418,7 +419,7 @@ Deno.test("slidingWindow: blending normalises, small images are padded and cropp
     // A predictor that mixes neighbouring pixels (3×3 convolution, tanh): a batched convolution
     // rounds differently from single ones (measured 1.4e-6 of the output's scale on the CPU).
     const weight = randn([4, 3, 3, 3], { device: DEVICE });
-    const conv = (w: T) => {
+    const conv = (w: FloatTensor) => {
       const y = F.conv2d(w, weight, null, { padding: 1 }).tanh();
       return [y, y.narrow(1, 0, 2).mul(-1)];
     };

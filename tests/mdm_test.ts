@@ -40,7 +40,7 @@ const EXACT = { rtol: 0, atol: 0 };
 // ---------------------------------------------------------------------------------------------
 // Masking
 
-/** Masked patches per sample, from REFERENCE §1 in plain float64 JS: L − floor(L·(1 − r)). */
+/** Masked patches per sample, from the release's formula in plain float64 JS: L − floor(L·(1 − r)). */
 function expectedMasked(L: number, t: number, T: number, rule: "release" | "paper"): number {
   const r = rule === "paper" ? t / (T + 1) : t / T;
   return L - Math.floor(L * (1 - r));
@@ -417,7 +417,7 @@ const F32_MAP = 1e-3;
 const SKIP_F32 = DEVICE !== "cpu";
 
 Deno.test("ssim: the 5×5 default against SciPy, Wang's 11×11 against scikit-image", async (t) => {
-  await t.step("the 1-D window matches REFERENCE §2's weights", () => {
+  await t.step("the 1-D window matches the release's weights (0.1201, 0.2339, 0.2921, ...)", () => {
     assertArrayClose(gaussian(5, 1.5), [0.1201, 0.2339, 0.2921, 0.2339, 0.1201], { rtol: 0, atol: 5e-5 });
   });
   await t.step("float64: the whole map equals SciPy's zero-padded correlate to 1e-12", () => {

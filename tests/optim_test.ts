@@ -83,9 +83,9 @@ interface Case {
   lrAt?: Record<number, number>;
 }
 
-const adam = (o: AdamOptions) => (p: Param[]) => new Adam(p, o);
-const adamW = (o: AdamOptions) => (p: Param[]) => new AdamW(p, o);
-const sgd = (o: SGDOptions) => (p: Param[]) => new SGD(p, o);
+const adam = (hyper: AdamOptions) => (p: Param[]) => new Adam(p, hyper);
+const adamW = (hyper: AdamOptions) => (p: Param[]) => new AdamW(p, hyper);
+const sgd = (hyper: SGDOptions) => (p: Param[]) => new SGD(p, hyper);
 
 const CASES: Record<string, Case> = {
   adam: { make: adam({ lr: 0.01 }), python: "torch.optim.Adam(params, lr=0.01)", steps: 15 },

@@ -78,7 +78,7 @@ Deno.test("pre-train, then few-shot segmentation: heads far above trivial predic
   const trivial = Math.max(r.trivialAllBackground.dice, r.trivialAllForeground.dice);
   assert.ok(heads.mean > trivial + 0.3, `heads' Dice ${heads.mean}, trivial ${trivial}`);
   // Every metric present, for the heads and the supervised UNet beside them, in [0, 1]; the
-  // authors' binary AJI is the per-image IoU (REFERENCE §7), GlaS's IoU is Dice / (2 − Dice).
+  // authors' binary AJI is the per-image IoU (they computed AJI on binary masks), GlaS's IoU is Dice / (2 − Dice).
   for (const [who, s, n] of [["heads", r.mdmHeads, 2], ["supervised", r.supervisedUNet, 1]] as const) {
     for (const key of ["dice", "iouPerImage", "glasIoUFromDice", "ajiBinaryAuthors", "ajiInstanceChallenge"] as const) {
       const m = s[key];

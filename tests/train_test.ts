@@ -8,7 +8,7 @@ import { loadSafetensors } from "../mod.ts";
 import { PRETRAIN_SPEC } from "../src/cli/pretrain_flags.ts";
 import { readImage, writePng } from "../src/data/image.ts";
 import { ensureSyntheticDataset } from "../src/data/synthetic.ts";
-import { listCheckpoints, readTrainState, restoreTrainer } from "../src/mdm/checkpoint.ts";
+import { listCheckpoints, readTrainState, restoreTrainer } from "../src/mdm/train_state.ts";
 import { runScript, runScriptOk, scriptCommand, tempDir } from "./helpers/scripts.ts";
 
 const TMP = tempDir("mdm_train_test_");

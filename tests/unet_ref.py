@@ -1,4 +1,4 @@
-"""An independent PyTorch port of guided-diffusion's UNet (REFERENCE.md §3), the oracle for
+"""An independent PyTorch port of guided-diffusion's UNet (the layout the paper's Section 4.1 adopts), the oracle for
 tests/unet_test.ts.
 
 Written from the architecture description, not from guided-diffusion's source. Module names follow
@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# The paper's models (REFERENCE §3), with guided-diffusion's argument names.
+# The paper's models (its Appendix A.2 and the authors' release), with guided-diffusion's argument names.
 PRESETS = {
     "medical_256": dict(image_size=256, model_channels=192, channel_mult=(1, 1, 2, 2, 4, 4), num_res_blocks=2,
                         attention_resolutions=(32, 16, 8), num_head_channels=64, resblock_updown=True,

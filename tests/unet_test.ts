@@ -1,5 +1,5 @@
 // guided-diffusion's UNet in TypeScript against tests/unet_ref.py, an independent PyTorch port of
-// REFERENCE.md §3 (Debian's torch 1.13): state-dict keys and shapes, weights moved both ways, forward
+// guided-diffusion's layout (Debian's torch 1.13): state-dict keys and shapes, weights moved both ways, forward
 // outputs, captured decoder features, every gradient, the bfloat16 torso, the paper's parameter
 // counts, config and input validation, the Module utilities and memory.
 import assert from "node:assert/strict";
@@ -247,7 +247,7 @@ Deno.test("the paper's presets: parameter counts, keys and shapes equal the port
       try {
         assert.equal(model.numParameters(), portCount(`keys ${name}`));
         assert.deepEqual(shapesOf(model), Object.entries(keys));
-        // 6 levels × 3 decoder blocks (REFERENCE §3).
+        // 6 levels × 3 decoder blocks: the paper's "18 decoder blocks" (Appendix A.2).
         assert.equal(model.numOutputBlocks, 18);
       } finally {
         // Free the weights now rather than at exit.

@@ -1,6 +1,7 @@
 // A small seedable PRNG in TypeScript (xoshiro128**) for the data layer. It lives on the JS side,
-// apart from libtorch's generators, so that data sampling neither disturbs nor depends on model
-// randomness, and its whole state is four 32-bit words that round-trip through JSON for exact resume.
+// apart from libtorch's generators (src/random.ts, which tensor ops draw from), so that data
+// sampling neither disturbs nor depends on model randomness, costs no native call per draw, and its
+// whole state is four 32-bit words that round-trip through JSON for exact resume.
 
 /** The generator's full state, as plain JSON. */
 export interface RngState {

@@ -1,4 +1,5 @@
-// The DDPM baseline (REFERENCE §4): beta schedules, closed-form q_sample, and the training loss.
+// The DDPM baseline (the paper's Section 3.1, as guided-diffusion implements it): beta schedules,
+// closed-form q_sample, and the training loss.
 import { randn, tensor } from "../create.ts";
 import type { Device } from "../device.ts";
 import type { FloatDType } from "../dtype.ts";

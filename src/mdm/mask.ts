@@ -1,4 +1,5 @@
-// The MDM corruption: hide a timestep-controlled fraction of non-overlapping patches (REFERENCE §1).
+// The MDM corruption: hide a timestep-controlled fraction of non-overlapping patches (the paper's
+// Section 4.1; the ratio r = t/T is the authors' release's).
 import { rand, tensor } from "../create.ts";
 import type { Device } from "../device.ts";
 import type { FloatDType } from "../dtype.ts";

@@ -1,6 +1,6 @@
 // The pre-training loop: a step corrupts each micro-batch (MDM's patch masking or DDPM's Gaussian
 // noise, see corruption.ts), regresses the target with the chosen loss, accumulates gradients, then
-// steps AdamW and the EMA. The trainer owns everything exact resume needs (checkpoint.ts saves it).
+// steps AdamW and the EMA. The trainer owns everything exact resume needs (train_state.ts saves it).
 import { l1Loss, mseLoss } from "../functional.ts";
 import type { Device } from "../device.ts";
 import type { FloatDType } from "../dtype.ts";

@@ -1,4 +1,4 @@
-// SSIM and the MDM reconstruction loss (REFERENCE §2): the release's 5×5 Gaussian window with
+// SSIM and the MDM reconstruction loss (the paper's Section 4.1, Equation 4): the release's 5×5 Gaussian window with
 // sigma 1.5, zero padding and L = 1 by default; Wang et al.'s 11×11 window as an option.
 import { tensor } from "../create.ts";
 import type { Device } from "../device.ts";

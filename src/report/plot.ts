@@ -20,9 +20,9 @@ function ticks(lo: number, hi: number, n = 5): number[] {
 /** Renders series as an SVG document with axes, ticks, labels and a legend. */
 export function linePlotSvg(
   series: Series[],
-  o: { title: string; xLabel: string; yLabel: string; width?: number; height?: number },
+  chart: { title: string; xLabel: string; yLabel: string; width?: number; height?: number },
 ): string {
-  const W = o.width ?? 720, H = o.height ?? 420, m = { l: 70, r: 20, t: 40, b: 50 };
+  const W = chart.width ?? 720, H = chart.height ?? 420, m = { l: 70, r: 20, t: 40, b: 50 };
   const all = series.flatMap((s) => s.points).filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y));
   if (all.length === 0) throw new RangeError("linePlotSvg: no finite points to plot");
   let [x0, x1] = [Math.min(...all.map((p) => p[0])), Math.max(...all.map((p) => p[0]))];
@@ -38,7 +38,7 @@ export function linePlotSvg(
   const parts = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="12">`,
     `<rect width="${W}" height="${H}" fill="white"/>`,
-    `<text x="${W / 2}" y="22" text-anchor="middle" font-size="15">${escape(o.title)}</text>`,
+    `<text x="${W / 2}" y="22" text-anchor="middle" font-size="15">${escape(chart.title)}</text>`,
   ];
   for (const t of ticks(x0, x1)) {
     parts.push(`<line x1="${sx(t)}" y1="${m.t}" x2="${sx(t)}" y2="${H - m.b}" stroke="#eee"/>`);
@@ -51,8 +51,10 @@ export function linePlotSvg(
   parts.push(
     `<rect x="${m.l}" y="${m.t}" width="${W - m.l - m.r}" height="${H - m.t - m.b}" fill="none" stroke="#333"/>`,
   );
-  parts.push(`<text x="${W / 2}" y="${H - 12}" text-anchor="middle">${escape(o.xLabel)}</text>`);
-  parts.push(`<text transform="translate(18 ${H / 2}) rotate(-90)" text-anchor="middle">${escape(o.yLabel)}</text>`);
+  parts.push(`<text x="${W / 2}" y="${H - 12}" text-anchor="middle">${escape(chart.xLabel)}</text>`);
+  parts.push(
+    `<text transform="translate(18 ${H / 2}) rotate(-90)" text-anchor="middle">${escape(chart.yLabel)}</text>`,
+  );
   series.forEach((s, i) => {
     const color = s.color ?? palette[i % palette.length];
     const d = s.points.filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y))

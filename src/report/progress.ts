@@ -19,35 +19,35 @@ function duration(seconds: number): string {
 }
 
 export class Progress {
-  readonly #o: Required<ProgressOptions>;
+  readonly #settings: Required<ProgressOptions>;
   readonly #start = performance.now();
   readonly #startDone: number;
   #lastDraw = 0;
 
-  constructor(o: ProgressOptions, done = 0) {
-    this.#o = {
-      label: o.label ?? "",
-      every: o.every ?? Math.max(1, Math.round(o.total / 20)),
-      plain: o.plain ?? !Deno.stderr.isTerminal(),
-      total: o.total,
+  constructor(opts: ProgressOptions, done = 0) {
+    this.#settings = {
+      label: opts.label ?? "",
+      every: opts.every ?? Math.max(1, Math.round(opts.total / 20)),
+      plain: opts.plain ?? !Deno.stderr.isTerminal(),
+      total: opts.total,
     };
     this.#startDone = done;
   }
 
   /** Reports `done` of `total` steps with named figures (loss, images/s, ...). */
   update(done: number, fields: Record<string, string | number> = {}): void {
-    const o = this.#o;
+    const settings = this.#settings;
     const elapsed = (performance.now() - this.#start) / 1000;
     const rate = (done - this.#startDone) / Math.max(elapsed, 1e-9);
-    const eta = rate > 0 ? (o.total - done) / rate : Infinity;
+    const eta = rate > 0 ? (settings.total - done) / rate : Infinity;
     const info = Object.entries(fields).map(([k, v]) => `${k} ${typeof v === "number" ? fmt(v) : v}`).join("  ");
-    const last = done >= o.total;
-    if (o.plain) {
-      if (done % o.every === 0 || last) {
+    const last = done >= settings.total;
+    if (settings.plain) {
+      if (done % settings.every === 0 || last) {
         console.error(
-          `${o.label}${o.label ? " " : ""}${done}/${o.total}  ${info}  elapsed ${duration(elapsed)}  eta ${
-            duration(eta)
-          }`,
+          `${settings.label}${settings.label ? " " : ""}${done}/${settings.total}  ${info}  elapsed ${
+            duration(elapsed)
+          }  eta ${duration(eta)}`,
         );
       }
       return;
@@ -55,9 +55,9 @@ export class Progress {
     const now = performance.now();
     if (!last && now - this.#lastDraw < 100) return;
     this.#lastDraw = now;
-    const width = 24, filled = Math.round(width * done / o.total);
+    const width = 24, filled = Math.round(width * done / settings.total);
     const bar = "█".repeat(filled) + "░".repeat(width - filled);
-    const line = `\r${o.label} ${bar} ${done}/${o.total}  ${info}  eta ${duration(eta)}\x1b[K`;
+    const line = `\r${settings.label} ${bar} ${done}/${settings.total}  ${info}  eta ${duration(eta)}\x1b[K`;
     writeSync(2, line + (last ? "\n" : ""));
   }
 }

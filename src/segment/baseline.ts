@@ -18,7 +18,7 @@ import { imageTensor, type Labelled, sampleCrops } from "./heads.ts";
 import { type SlidingOptions, slidingWindow } from "./sliding.ts";
 import type { Image } from "../data/image.ts";
 
-type T = Tensor<FloatDType, Device>;
+type FloatTensor = Tensor<FloatDType, Device>;
 
 export interface BaselineOptions {
   unet: Partial<UNetConfig> & { imageSize: number };
@@ -33,7 +33,7 @@ export interface BaselineOptions {
 }
 
 /** Soft Dice loss over the foreground classes, from logits [B, K, H, W] and labels [B·H·W]. */
-function diceLoss(logits: T, labels: Tensor<"int64", Device>): T {
+function diceLoss(logits: FloatTensor, labels: Tensor<"int64", Device>): FloatTensor {
   return tidy(() => {
     const [b, k, h, w] = logits.shape;
     const valid = labels.ne(255).reshape(b, 1, h, w);
@@ -47,26 +47,26 @@ function diceLoss(logits: T, labels: Tensor<"int64", Device>): T {
 
 export function trainBaseline(
   data: readonly Labelled[],
-  o: BaselineOptions,
+  training: BaselineOptions,
 ): { model: UNet; seconds: number; finalLoss: number } {
   const t0 = performance.now();
-  manualSeed(o.seed * 7919 + 3); // reproducible initial weights
+  manualSeed(training.seed * 7919 + 3); // reproducible initial weights
   const model = new UNet(
-    { ...o.unet, imageSize: o.crop, outChannels: o.classes, learnSigma: false },
-    rootBuilder({ device: o.device }),
+    { ...training.unet, imageSize: training.crop, outChannels: training.classes, learnSigma: false },
+    rootBuilder({ device: training.device }),
   );
-  using opt = new AdamW(model.parameters(), { lr: o.lr, weightDecay: 0 });
-  const rng = new Rng(o.seed * 7919 + 17);
+  using opt = new AdamW(model.parameters(), { lr: training.lr, weightDecay: 0 });
+  const rng = new Rng(training.seed * 7919 + 17);
   let loss = NaN;
   model.train();
-  for (let s = 0; s < o.steps; s++) {
+  for (let s = 0; s < training.steps; s++) {
     loss = tidy(() => {
-      const { images, labels } = sampleCrops(data, rng, o.batch, o.crop, o.device);
-      const t = full([o.batch], 0, { dtype: "int64", device: o.device });
+      const { images, labels } = sampleCrops(data, rng, training.batch, training.crop, training.device);
+      const t = full([training.batch], 0, { dtype: "int64", device: training.device });
       const logits = model.forward(images, t).output!;
       opt.zeroGrad();
-      let l = crossEntropy(logits.permute(0, 2, 3, 1).reshape(-1, o.classes), labels, { ignoreIndex: 255 });
-      if (o.loss === "dice+ce") l = l.add(diceLoss(logits, labels));
+      let l = crossEntropy(logits.permute(0, 2, 3, 1).reshape(-1, training.classes), labels, { ignoreIndex: 255 });
+      if (training.loss === "dice+ce") l = l.add(diceLoss(logits, labels));
       l.backward();
       opt.step();
       return l.item();
@@ -76,14 +76,18 @@ export function trainBaseline(
   return { model, seconds: (performance.now() - t0) / 1000, finalLoss: loss };
 }
 
-export function predictBaseline(model: UNet, image: Image, o: { device: Device; sliding: SlidingOptions }): Uint8Array {
+export function predictBaseline(
+  model: UNet,
+  image: Image,
+  prediction: { device: Device; sliding: SlidingOptions },
+): Uint8Array {
   return noGrad(() =>
     tidy(() => {
-      const x = imageTensor(image, o.device);
+      const x = imageTensor(image, prediction.device);
       const [logits] = slidingWindow(x, (win) => {
-        const t = full([win.size(0)], 0, { dtype: "int64", device: o.device });
+        const t = full([win.size(0)], 0, { dtype: "int64", device: prediction.device });
         return [model.forward(win, t).output!];
-      }, o.sliding);
+      }, prediction.sliding);
       return Uint8Array.from(logits.argmax(1).reshape(-1).toArray() as BigInt64Array, Number);
     })
   );

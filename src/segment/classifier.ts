@@ -1,4 +1,4 @@
-// The per-pixel MLP head of ddpm-segmentation and MDM (REFERENCE §6).
+// The per-pixel MLP head of ddpm-segmentation and MDM (ddpm-segmentation's pixel_classifier).
 import type { Device } from "../device.ts";
 import type { FloatDType } from "../dtype.ts";
 import { tidy } from "../scope.ts";
@@ -7,7 +7,7 @@ import { normal, zerosInit } from "../nn/init.ts";
 import { BatchNorm1d, Linear } from "../nn/layers.ts";
 import { Module, rootBuilder } from "../nn/module.ts";
 
-type T = Tensor<FloatDType, Device>;
+type Activations = Tensor<FloatDType, Device>;
 
 /**
  * Linear(D, h1), ReLU, BatchNorm1d, Linear(h1, h2), ReLU, BatchNorm1d, Linear(h2, K), with
@@ -23,17 +23,17 @@ export class PixelClassifier extends Module {
     super(vb);
     const [h1, h2] = classes >= 30 ? [256, 128] : [128, 32];
     const seq = vb.pp("layers");
-    const o = { weightInit: normal(0.02), biasInit: zerosInit };
+    const init = { weightInit: normal(0.02), biasInit: zerosInit };
     this.fc = [
-      new Linear(seq.pp(0), inFeatures, h1, o),
-      new Linear(seq.pp(3), h1, h2, o),
-      new Linear(seq.pp(6), h2, classes, o),
+      new Linear(seq.pp(0), inFeatures, h1, init),
+      new Linear(seq.pp(3), h1, h2, init),
+      new Linear(seq.pp(6), h2, classes, init),
     ];
     this.bn = [new BatchNorm1d(seq.pp(2), h1), new BatchNorm1d(seq.pp(5), h2)];
   }
 
   // pixels [N, D] -> logits [N, K]
-  forward(x: T): T {
+  forward(x: Activations): Activations {
     return tidy(() => {
       const h = this.bn[0].forward(this.fc[0].forward(x).relu());
       return this.fc[2].forward(this.bn[1].forward(this.fc[1].forward(h).relu()));

@@ -1,4 +1,4 @@
-// The faces protocol of ddpm-segmentation (REFERENCE §6): features of every training pixel held in
+// The faces protocol of ddpm-segmentation (the paper's Appendix A.2): features of every training pixel held in
 // memory, heads trained on shuffled batches of 64 pixels with early stopping by iterations, and a
 // majority vote of the heads at test time (whole images, no windows).
 import { noGrad } from "../autograd.ts";
@@ -18,7 +18,7 @@ import { decoderFeatures, type FeatureOptions } from "./features.ts";
 import { imageTensor, type Labelled } from "./heads.ts";
 import { MeanIoU, type MeanStd, meanStd } from "./metrics.ts";
 
-type T = Tensor<FloatDType, Device>;
+type FloatTensor = Tensor<FloatDType, Device>;
 
 export interface FacesOptions {
   classes: number;
@@ -49,20 +49,20 @@ export function dropSmallClasses(label: Uint8Array, classes: number, minPixels: 
 export function collectPixels(
   model: UNet,
   data: readonly Labelled[],
-  o: FacesOptions,
-): { x: T; y: Tensor<"int64", Device> } {
+  protocol: FacesOptions,
+): { x: FloatTensor; y: Tensor<"int64", Device> } {
   return noGrad(() =>
     tidy(() => {
-      const xs: T[] = [], ys: Tensor<"int64", Device>[] = [];
+      const xs: FloatTensor[] = [], ys: Tensor<"int64", Device>[] = [];
       for (const ex of data) {
         tidy(() => {
-          const f = decoderFeatures(model, imageTensor(ex.image, o.device), o.features); // [1, D, H, W]
+          const f = decoderFeatures(model, imageTensor(ex.image, protocol.device), protocol.features); // [1, D, H, W]
           const rows = f.permute(0, 2, 3, 1).reshape(-1, f.size(1));
-          const label = dropSmallClasses(ex.label, o.classes, o.minClassPixels);
+          const label = dropSmallClasses(ex.label, protocol.classes, protocol.minClassPixels);
           const keepIdx = Int32Array.from(label.keys()).filter((p) => label[p] !== 255);
-          const idx = tensor(keepIdx, { device: o.device });
-          xs.push(keep(rows.indexSelect(0, idx).to(o.storage)));
-          ys.push(keep(tensor(BigInt64Array.from(keepIdx, (p) => BigInt(label[p])), { device: o.device })));
+          const idx = tensor(keepIdx, { device: protocol.device });
+          xs.push(keep(rows.indexSelect(0, idx).to(protocol.storage)));
+          ys.push(keep(tensor(BigInt64Array.from(keepIdx, (p) => BigInt(label[p])), { device: protocol.device })));
         });
       }
       const x = cat(xs, 0), y = cat(ys, 0);
@@ -74,24 +74,26 @@ export function collectPixels(
 
 /** Trains one head on the in-memory pixels; `seed` fixes its initialisation and batch order. */
 export function trainFacesHead(
-  x: T,
+  x: FloatTensor,
   y: Tensor<"int64", Device>,
-  o: FacesOptions,
+  protocol: FacesOptions,
   seed: number,
 ): { classifier: PixelClassifier; epochs: number; steps: number } {
-  using g = new Generator(seed, o.device);
+  using g = new Generator(seed, protocol.device);
   manualSeed(seed); // reproducible initial weights
-  const classifier = new PixelClassifier(x.size(1), o.classes, { device: o.device });
-  using opt = new Adam(classifier.parameters(), { lr: o.lr });
-  const n = x.size(0), perEpoch = Math.floor(n / o.batch); // drop_last, as the reference's loader
-  if (perEpoch === 0) throw new RangeError(`faces protocol: ${n} labelled pixels, fewer than one batch of ${o.batch}`);
+  const classifier = new PixelClassifier(x.size(1), protocol.classes, { device: protocol.device });
+  using opt = new Adam(classifier.parameters(), { lr: protocol.lr });
+  const n = x.size(0), perEpoch = Math.floor(n / protocol.batch); // drop_last, as the reference's loader
+  if (perEpoch === 0) {
+    throw new RangeError(`faces protocol: ${n} labelled pixels, fewer than one batch of ${protocol.batch}`);
+  }
   let best = Infinity, sinceBest = 0, steps = 0, epoch = 0, stop = false;
   classifier.train();
-  for (epoch = 0; epoch < o.maxEpochs && !stop; epoch++) {
-    using order = randperm(n, { device: o.device, generator: g });
+  for (epoch = 0; epoch < protocol.maxEpochs && !stop; epoch++) {
+    using order = randperm(n, { device: protocol.device, generator: g });
     for (let b = 0; b < perEpoch && !stop; b++) {
       const loss = tidy(() => {
-        const idx = order.narrow(0, b * o.batch, o.batch);
+        const idx = order.narrow(0, b * protocol.batch, protocol.batch);
         opt.zeroGrad();
         const l = crossEntropy(classifier.forward(x.indexSelect(0, idx).float()), y.indexSelect(0, idx));
         l.backward();
@@ -99,9 +101,9 @@ export function trainFacesHead(
         return l.item();
       });
       steps++;
-      if (epoch > o.checkAfterEpoch) {
+      if (epoch > protocol.checkAfterEpoch) {
         if (loss < best) [best, sinceBest] = [loss, 0];
-        else if (++sinceBest > o.patience) stop = true;
+        else if (++sinceBest > protocol.patience) stop = true;
       }
     }
   }
@@ -114,14 +116,14 @@ export function predictFaces(
   model: UNet,
   heads: readonly PixelClassifier[],
   image: Image,
-  o: FacesOptions,
+  protocol: FacesOptions,
 ): Uint8Array {
   return noGrad(() =>
     tidy(() => {
-      const f = decoderFeatures(model, imageTensor(image, o.device), o.features);
+      const f = decoderFeatures(model, imageTensor(image, protocol.device), protocol.features);
       const rows = f.permute(0, 2, 3, 1).reshape(-1, f.size(1));
       const votes = stack(heads.map((h) => h.forward(rows).argmax(1)), 0); // [heads, P]
-      const counts = votes.oneHot(o.classes).sum(0); // [P, K]
+      const counts = votes.oneHot(protocol.classes).sum(0); // [P, K]
       return Uint8Array.from(counts.argmax(1).toArray() as BigInt64Array, Number);
     })
   );

@@ -1,4 +1,4 @@
-// Pixel features from a frozen pre-trained UNet (REFERENCE §5): corrupt the input as in
+// Pixel features from a frozen pre-trained UNet (the paper's Section 4.2): corrupt the input as in
 // pre-training, run the UNet, take chosen decoder blocks, upsample them bilinearly to the input size
 // and concatenate along channels.
 import { noGrad } from "../autograd.ts";
@@ -13,7 +13,7 @@ import type { UNet } from "../models/unet/unet.ts";
 import { Diffusion } from "../mdm/ddpm.ts";
 import { maskPatches } from "../mdm/mask.ts";
 
-type T = Tensor<FloatDType, Device>;
+type FloatTensor = Tensor<FloatDType, Device>;
 
 export interface FeatureOptions {
   method: "mdm" | "ddpm";
@@ -26,7 +26,7 @@ export interface FeatureOptions {
   /** MDM: draws the patch masks (a fresh mask per call). */
   generator?: Generator;
   /** DDPM: the one noise image shared by every input, [1, C, H, W] (ddpm-segmentation seeds it once). */
-  noise?: T;
+  noise?: FloatTensor;
   patchSize?: number;
   diffusionSteps?: number;
   maskRatio?: "release" | "paper";
@@ -43,21 +43,21 @@ export function featureChannels(model: UNet, opts: Pick<FeatureOptions, "blocks"
  * ddpm-segmentation's: timestep-major, then the blocks in the order given.
  */
 // images [B, 3, H, W] in [-1, 1] -> [B, D, H, W] float32, D = featureChannels(model, opts)
-export function decoderFeatures(model: UNet, images: T, opts: FeatureOptions): T {
+export function decoderFeatures(model: UNet, images: FloatTensor, opts: FeatureOptions): FloatTensor {
   const [b, , h, w] = images.shape;
   const diffusion = opts.method === "ddpm"
     ? new Diffusion(opts.schedule ?? "linear", opts.diffusionSteps ?? 1000)
     : null;
   return noGrad(() =>
     tidy(() => {
-      const parts: T[] = [];
+      const parts: FloatTensor[] = [];
       // DDPM: one noise image for every timestep (and image), as ddpm-segmentation's q_sample calls share it.
       const noise = diffusion
         ? opts.noise ?? randn([1, ...images.shape.slice(1)], { device: images.device, generator: opts.generator })
         : null;
       for (const t of opts.timesteps) {
         const steps = full([b], t, { dtype: "int64", device: images.device });
-        let input: T;
+        let input: FloatTensor;
         if (noise) {
           input = diffusion!.qSample(images, steps, noise.expand(b, -1, -1, -1));
         } else {

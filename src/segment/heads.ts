@@ -1,6 +1,6 @@
-// The medical few-shot protocol (REFERENCE §6): pixel-MLP heads trained on features of random
-// crops recomputed every step, early stopping, independent heads; sliding-window evaluation that
-// computes each window's features once for all heads.
+// The medical few-shot protocol (the paper's Section 4.2 and Appendix A.2): pixel-MLP heads trained
+// on features of random crops recomputed every step, early stopping, independent heads;
+// sliding-window evaluation that computes each window's features once for all heads.
 import { noGrad } from "../autograd.ts";
 import { tensor } from "../create.ts";
 import type { Image } from "../data/image.ts";
@@ -17,7 +17,7 @@ import { PixelClassifier } from "./classifier.ts";
 import { decoderFeatures, featureChannels, type FeatureOptions } from "./features.ts";
 import { type SlidingOptions, slidingWindow } from "./sliding.ts";
 
-type T = Tensor<FloatDType, Device>;
+type FloatTensor = Tensor<FloatDType, Device>;
 
 /** An image with its per-pixel class labels (255 = ignore) and, where known, its instances. */
 export interface Labelled {
@@ -56,7 +56,7 @@ export function sampleCrops(
   batch: number,
   crop: number,
   device: Device,
-): { images: T; labels: Tensor<"int64", Device> } {
+): { images: FloatTensor; labels: Tensor<"int64", Device> } {
   const plane = crop * crop;
   const px = new Float32Array(batch * 3 * plane);
   const lab = new BigInt64Array(batch * plane);
@@ -81,7 +81,7 @@ export function sampleCrops(
 }
 
 /** An RGB image as a [1, 3, H, W] tensor in [-1, 1], as the UNet was trained on. */
-export function imageTensor(image: Image, device: Device): T {
+export function imageTensor(image: Image, device: Device): FloatTensor {
   const plane = image.width * image.height;
   const px = new Float32Array(3 * plane);
   for (let p = 0; p < plane; p++) for (let c = 0; c < 3; c++) px[c * plane + p] = image.data[p * 3 + c] / 127.5 - 1;
@@ -89,7 +89,7 @@ export function imageTensor(image: Image, device: Device): T {
 }
 
 /** [B, D, H, W] -> [B·H·W, D]: one row per pixel. */
-function pixels(f: T): T {
+function pixels(f: FloatTensor): FloatTensor {
   return f.permute(0, 2, 3, 1).reshape(-1, f.size(1));
 }
 
@@ -104,7 +104,7 @@ function recalibrate(
   model: UNet,
   classifier: PixelClassifier,
   data: readonly Labelled[],
-  o: HeadTrainingOptions,
+  training: HeadTrainingOptions,
   rng: Rng,
   masks: Generator,
   batches: number,
@@ -118,8 +118,8 @@ function recalibrate(
   noGrad(() => {
     for (let i = 0; i < Math.max(batches, 4); i++) {
       tidy(() => {
-        const { images } = sampleCrops(data, rng, o.batch, o.crop, o.device);
-        classifier.forward(pixels(decoderFeatures(model, images, { ...o.features, generator: masks })));
+        const { images } = sampleCrops(data, rng, training.batch, training.crop, training.device);
+        classifier.forward(pixels(decoderFeatures(model, images, { ...training.features, generator: masks })));
       });
     }
   });
@@ -130,29 +130,29 @@ function recalibrate(
 export function trainHead(
   model: UNet,
   data: readonly Labelled[],
-  o: HeadTrainingOptions,
+  training: HeadTrainingOptions,
   head: number,
   onEpoch?: (epoch: number, loss: number) => void,
 ): { classifier: PixelClassifier; report: HeadReport } {
   const t0 = performance.now();
-  const d = featureChannels(model, o.features);
-  const seed = o.seed * 1009 + head;
+  const d = featureChannels(model, training.features);
+  const seed = training.seed * 1009 + head;
   const rng = new Rng(seed);
-  using masks = new Generator(seed, o.device);
+  using masks = new Generator(seed, training.device);
   // The initial weights come from the global generator: seed it, so that a head is reproducible.
   manualSeed(seed);
-  const classifier = new PixelClassifier(d, o.classes, { device: o.device });
-  using opt = new Adam(classifier.parameters(), { lr: o.lr });
-  const stepsPerEpoch = Math.max(1, Math.ceil(data.length / o.batch));
+  const classifier = new PixelClassifier(d, training.classes, { device: training.device });
+  using opt = new Adam(classifier.parameters(), { lr: training.lr });
+  const stepsPerEpoch = Math.max(1, Math.ceil(data.length / training.batch));
   let best = Infinity, bestEpoch = 0, epoch = 0, steps = 0, loss = NaN;
   model.eval();
   classifier.train();
-  for (epoch = 1; epoch <= o.maxEpochs; epoch++) {
+  for (epoch = 1; epoch <= training.maxEpochs; epoch++) {
     let sum = 0;
     for (let s = 0; s < stepsPerEpoch; s++) {
       sum += tidy(() => {
-        const { images, labels } = sampleCrops(data, rng, o.batch, o.crop, o.device);
-        const feats = decoderFeatures(model, images, { ...o.features, generator: masks });
+        const { images, labels } = sampleCrops(data, rng, training.batch, training.crop, training.device);
+        const feats = decoderFeatures(model, images, { ...training.features, generator: masks });
         opt.zeroGrad();
         const l = crossEntropy(classifier.forward(pixels(feats)), labels, { ignoreIndex: 255 });
         l.backward();
@@ -164,13 +164,18 @@ export function trainHead(
     loss = sum / stepsPerEpoch;
     onEpoch?.(epoch, loss);
     if (loss < best) [best, bestEpoch] = [loss, epoch];
-    if (epoch >= o.minEpochs && epoch - bestEpoch >= o.patience) break;
+    if (epoch >= training.minEpochs && epoch - bestEpoch >= training.patience) break;
   }
-  recalibrate(model, classifier, data, o, rng, masks, stepsPerEpoch);
+  recalibrate(model, classifier, data, training, rng, masks, stepsPerEpoch);
   classifier.eval();
   return {
     classifier,
-    report: { epochs: Math.min(epoch, o.maxEpochs), steps, finalLoss: loss, seconds: (performance.now() - t0) / 1000 },
+    report: {
+      epochs: Math.min(epoch, training.maxEpochs),
+      steps,
+      finalLoss: loss,
+      seconds: (performance.now() - t0) / 1000,
+    },
   };
 }
 
@@ -183,18 +188,18 @@ export function predictHeads(
   model: UNet,
   heads: readonly PixelClassifier[],
   image: Image,
-  o: { features: Omit<FeatureOptions, "generator">; device: Device; seed: number; sliding: SlidingOptions },
+  prediction: { features: Omit<FeatureOptions, "generator">; device: Device; seed: number; sliding: SlidingOptions },
 ): Uint8Array[] {
   return noGrad(() =>
     tidy(() => {
-      const x = imageTensor(image, o.device);
-      using masks = new Generator(o.seed, o.device);
+      const x = imageTensor(image, prediction.device);
+      using masks = new Generator(prediction.seed, prediction.device);
       const logits = slidingWindow(x, (win) => {
-        const f = decoderFeatures(model, win, { ...o.features, generator: masks });
+        const f = decoderFeatures(model, win, { ...prediction.features, generator: masks });
         const [n, , h, w] = f.shape;
         const rows = pixels(f);
         return heads.map((hd) => hd.forward(rows).reshape(n, h, w, -1).permute(0, 3, 1, 2));
-      }, o.sliding);
+      }, prediction.sliding);
       return logits.map((l) => Uint8Array.from(l.argmax(1).reshape(-1).toArray() as BigInt64Array, Number));
     })
   );

@@ -1,6 +1,8 @@
-// Segmentation metrics on host label maps (H×W row-major typed arrays), in plain TypeScript, following
-// REFERENCE.md §7. Every function is linear in the pixel count (plus a term in the number of
-// overlapping GT/prediction pairs for instance AJI), so 1000×1000 MoNuSeg tiles with ~500 nuclei are cheap.
+// Segmentation metrics on host label maps (H×W row-major typed arrays), in plain TypeScript,
+// following the paper's Appendix A.2 (Dice and IoU as UCTransNet, AJI as the MoNuSeg challenge,
+// mIoU as ddpm-segmentation). Every function is linear in the pixel count (plus a term in the
+// number of overlapping GT/prediction pairs for instance AJI), so 1000×1000 MoNuSeg tiles with ~500
+// nuclei are cheap.
 //
 // Conventions (each documented where it applies):
 // - Binary masks hold 0 (background) or 1 (foreground); any other value throws, which catches 0/255 PNG
@@ -353,7 +355,7 @@ export interface MeanIoUOptions {
 }
 
 /**
- * Dataset-level mIoU (faces protocol, REFERENCE.md §7, as ddpm-segmentation's compute_iou): per class,
+ * Dataset-level mIoU (faces protocol, as ddpm-segmentation's compute_iou): per class,
  * intersections and unions are summed over all images, IoU_c = I_c / U_c, and the mean runs over all
  * classes, background included. Differences from ddpm-segmentation, both immaterial on its data:
  * - it divides by (1e-8 + U); we divide by U exactly (relative difference ≤ 1e-8), and a class with

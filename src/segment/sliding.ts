@@ -1,4 +1,4 @@
-// Sliding-window inference with Gaussian blending of logits (REFERENCE §6): windows of `window`
+// Sliding-window inference with Gaussian blending of logits (the paper's Appendix A.2): windows of `window`
 // pixels, `overlap` between neighbours, each window's logits weighted by a centred Gaussian
 // (sigma = 0.125·window), summed and normalised; images smaller than a window are padded.
 import { tensor, zeros } from "../create.ts";
@@ -8,7 +8,7 @@ import { cat, pad } from "../functional.ts";
 import { keep, tidy } from "../scope.ts";
 import type { Tensor } from "../tensor.ts";
 
-type T = Tensor<FloatDType, Device>;
+type FloatTensor = Tensor<FloatDType, Device>;
 
 export interface SlidingOptions {
   window?: number;
@@ -32,7 +32,7 @@ export function windowStarts(size: number, window: number, stride: number): numb
 }
 
 /** The blending weights: a centred Gaussian with its maximum at 1. */
-export function gaussianMap(window: number, sigmaScale = 0.125, device?: Device): T {
+export function gaussianMap(window: number, sigmaScale = 0.125, device?: Device): FloatTensor {
   const sigma = sigmaScale * window, c = (window - 1) / 2;
   const g = new Float32Array(window * window);
   for (let y = 0; y < window; y++) {
@@ -46,8 +46,12 @@ export function gaussianMap(window: number, sigmaScale = 0.125, device?: Device)
  * [n, 3, w, w] and returns logits [n, K, w, w] (or several such, one per head).
  */
 // image [1, 3, H, W] -> logits per head [1, K, H, W]
-export function slidingWindow(image: T, predict: (windows: T) => T[], o: SlidingOptions = {}): T[] {
-  const window = o.window ?? 256, overlap = o.overlap ?? 0.2;
+export function slidingWindow(
+  image: FloatTensor,
+  predict: (windows: FloatTensor) => FloatTensor[],
+  tiling: SlidingOptions = {},
+): FloatTensor[] {
+  const window = tiling.window ?? 256, overlap = tiling.overlap ?? 0.2;
   if (!(overlap >= 0 && overlap < 1)) throw new RangeError(`slidingWindow: overlap must be in [0, 1), got ${overlap}`);
   const [, , h, w] = image.shape;
   return tidy(() => {
@@ -57,14 +61,14 @@ export function slidingWindow(image: T, predict: (windows: T) => T[], o: Sliding
     if (ph || pw) padded = pad(image, [0, pw, 0, ph], pw < w && ph < h ? "reflect" : "replicate");
     const H = h + ph, W = w + pw;
     const stride = Math.max(1, Math.floor(window * (1 - overlap)));
-    const weight = gaussianMap(window, o.sigmaScale ?? 0.125, image.device);
-    let sums: T[] | null = null;
+    const weight = gaussianMap(window, tiling.sigmaScale ?? 0.125, image.device);
+    let sums: FloatTensor[] | null = null;
     const norm = zeros([1, 1, H, W], { device: image.device });
     const origins: [number, number][] = [];
     for (const y of windowStarts(H, window, stride)) {
       for (const x of windowStarts(W, window, stride)) origins.push([y, x]);
     }
-    const per = Math.max(1, o.batch ?? 4);
+    const per = Math.max(1, tiling.batch ?? 4);
     for (let at = 0; at < origins.length; at += per) {
       const group = origins.slice(at, at + per);
       tidy(() => {

@@ -98,7 +98,7 @@ export function resolveConfig(c: Partial<UNetConfig> & { imageSize: number }): U
   return cfg;
 }
 
-/** The MDM paper's medical model (GlaS, MoNuSeg): REFERENCE §3. The authors ran its torso in
+/** The MDM paper's medical model (GlaS, MoNuSeg), as the authors' release configures it. The authors ran its torso in
  * float16 on GPUs: add `torsoDtype: "float16"` there ("bfloat16" on a CPU). */
 export const MEDICAL_256: Partial<UNetConfig> & { imageSize: number } = {
   imageSize: 256,

@@ -9,7 +9,7 @@ import type { VarBuilder } from "../../nn/builder.ts";
 import { Conv2d, Downsample, GroupNorm, Linear, Upsample } from "../../nn/layers.ts";
 import { Module } from "../../nn/module.ts";
 
-type T = Tensor<FloatDType, Device>;
+type Activations = Tensor<FloatDType, Device>;
 
 export interface ResBlockOptions {
   outChannels?: number;
@@ -33,18 +33,18 @@ export class ResBlock extends Module {
   readonly dropout: number;
   readonly scaleShift: boolean;
 
-  constructor(vb: VarBuilder, readonly channels: number, embChannels: number, o: ResBlockOptions = {}) {
+  constructor(vb: VarBuilder, readonly channels: number, embChannels: number, block: ResBlockOptions = {}) {
     super(vb);
-    const out = this.outChannels = o.outChannels ?? channels;
-    this.dropout = o.dropout ?? 0;
-    this.scaleShift = o.useScaleShiftNorm ?? false;
+    const out = this.outChannels = block.outChannels ?? channels;
+    this.dropout = block.dropout ?? 0;
+    this.scaleShift = block.useScaleShiftNorm ?? false;
     // Keys follow the nn.Sequential indices: in_layers = [GN, SiLU, conv], emb_layers = [SiLU,
     // linear], out_layers = [GN, SiLU, Dropout, conv].
     this.inNorm = new GroupNorm(vb.pp("in_layers").pp(0), channels);
     this.inConv = new Conv2d(vb.pp("in_layers").pp(2), channels, out, 3, { padding: 1 });
-    this.resample = o.up
+    this.resample = block.up
       ? { h: new Upsample(vb.pp("h_upd"), channels, false), x: new Upsample(vb.pp("x_upd"), channels, false) }
-      : o.down
+      : block.down
       ? { h: new Downsample(vb.pp("h_upd"), channels, false), x: new Downsample(vb.pp("x_upd"), channels, false) }
       : null;
     this.embLinear = new Linear(vb.pp("emb_layers").pp(1), embChannels, this.scaleShift ? 2 * out : out);
@@ -52,13 +52,13 @@ export class ResBlock extends Module {
     this.outConv = new Conv2d(vb.pp("out_layers").pp(3), out, out, 3, { padding: 1, zeroInit: true });
     this.skip = out === channels
       ? null
-      : o.useConvSkip
+      : block.useConvSkip
       ? new Conv2d(vb.pp("skip_connection"), channels, out, 3, { padding: 1 })
       : new Conv2d(vb.pp("skip_connection"), channels, out, 1);
   }
 
   // x [N, C, H, W], emb [N, E] (float32) -> [N, C_out, H', W'] with H' = 2H (up), H/2 (down) or H
-  forward(x: T, emb: T): T {
+  forward(x: Activations, emb: Activations): Activations {
     return tidy(() => {
       let h = this.inNorm.forward(x).silu();
       let skipIn = x;

@@ -13,13 +13,13 @@ import { resolveConfig, type UNetConfig } from "./config.ts";
 import { ResBlock } from "./resblock.ts";
 import { timestepEmbedding } from "./timestep.ts";
 
-type T = Tensor<FloatDType, Device>;
+type Activations = Tensor<FloatDType, Device>;
 type Layer = ResBlock | AttentionBlock | Conv2d | Upsample | Downsample;
 
 /** guided-diffusion's TimestepEmbedSequential: layers applied in turn, ResBlocks also get emb. */
 class EmbedSequential {
   constructor(readonly layers: Layer[]) {}
-  forward(x: T, emb: T): T {
+  forward(x: Activations, emb: Activations): Activations {
     return tidy(() => {
       let h = x;
       for (const l of this.layers) h = l instanceof ResBlock ? l.forward(h, emb) : l.forward(h);
@@ -39,9 +39,9 @@ export interface ForwardOptions {
 }
 
 export interface ForwardResult {
-  output: T | null;
+  output: Activations | null;
   /** The captured decoder-block outputs, in the order asked for. */
-  features: T[];
+  features: Activations[];
 }
 
 export class UNet extends Module {
@@ -154,7 +154,7 @@ export class UNet extends Module {
   // x [N, C_in, H, W] float32, t [N] timesteps -> output [N, C_out, H, W] float32 and the captured
   // decoder features [N, C_k, H_k, W_k] (in the torso's dtype).
   forward(
-    x: T,
+    x: Activations,
     t: Tensor<"int64" | "int32" | "float32" | "float64", Device>,
     opts: ForwardOptions = {},
   ): ForwardResult {
@@ -183,15 +183,15 @@ export class UNet extends Module {
       const emb = tidy(() =>
         this.timeEmbed[1].forward(this.timeEmbed[0].forward(timestepEmbedding(t, c.modelChannels)).silu())
       );
-      const skips: T[] = [];
-      let h: T = x.to(c.torsoDtype);
+      const skips: Activations[] = [];
+      let h: Activations = x.to(c.torsoDtype);
       if (c.channelsLast) h = h.toMemoryFormat("channelsLast");
       for (const block of this.inputBlocks) {
         h = block.forward(h, emb);
         skips.push(h);
       }
       h = this.middleBlock.forward(h, emb);
-      const captured = new Map<number, T>();
+      const captured = new Map<number, Activations>();
       for (let i = 0; i <= last; i++) {
         const prev = h, skip = skips.pop()!;
         const joined = cat([prev, skip], 1);
@@ -203,7 +203,7 @@ export class UNet extends Module {
         joined.dispose();
         if (capture.includes(i)) captured.set(i, h);
       }
-      let output: T | null = null;
+      let output: Activations | null = null;
       if (last === this.outputBlocks.length - 1) {
         output = tidy(() => this.outConv.forward(this.outNorm.forward(h.to("float32")).silu()));
       }

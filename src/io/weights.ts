@@ -1,5 +1,7 @@
-// One entry point for weights from either format, and loading them into a model: building it on the
-// loaded tensors (nothing initialised twice, no second copy), or copying them into a built one.
+// Model weights from either format (safetensors, torch.save), and loading them into a model:
+// building it on the loaded tensors (nothing initialised twice, no second copy), or copying them
+// into a built one. Whole training states (optimizer, random streams, data order) are
+// src/mdm/train_state.ts.
 import { defaultDevice, type Device } from "../device.ts";
 import type { FloatDType } from "../dtype.ts";
 import type { VarBuilder } from "../nn/builder.ts";

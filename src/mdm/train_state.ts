@@ -1,6 +1,7 @@
-// Pre-training checkpoints: one folder per saved step (model, EMA, optimizer, random streams, data
-// order), made complete under a temporary name and renamed into place, so that a process killed
-// mid-save leaves the previous checkpoints readable. The newest few are kept.
+// Pre-training checkpoints, the whole training state: one folder per saved step (model, EMA,
+// optimizer, random streams, data order), made complete under a temporary name and renamed into
+// place, so that a process killed mid-save leaves the previous checkpoints readable. The newest few
+// are kept. Loading model weights alone is src/io/weights.ts.
 import { loadSafetensors, saveSafetensors } from "../io/safetensors.ts";
 import { writeAll, writeFileAtomic } from "../io/atomic.ts";
 import { getRngState, setRngState } from "../random.ts";
