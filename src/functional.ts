@@ -1,8 +1,8 @@
 // Functional neural-network ops, as torch.nn.functional has them.
 import { STATUS as ST, sym } from "../ffi/lib.ts";
 import { ints } from "../ffi/scratch.ts";
-import { INTERPOLATE, LOSS, PAD, POOL, REDUCTION, SOFTMAX } from "../ffi/codes.ts";
-import { type DType, dtypeCode } from "./dtype.ts";
+import { INTERPOLATE, LOSS, PAD, POOL, REDUCTION } from "../ffi/codes.ts";
+import type { DType } from "./dtype.ts";
 import type { Device } from "./device.ts";
 import { fail, int, intList, Tensor, tensorArray } from "./tensor.ts";
 
@@ -84,14 +84,14 @@ export function conv1d<D extends DType, V extends Device>(
   x: Tensor<D, V>,
   w: Tensor<D, V>,
   b?: Tensor<D, V> | null,
-  o: ConvOptions<number | readonly [number]> = {},
+  conv: ConvOptions<number | readonly [number]> = {},
 ): Tensor<D, V> {
-  const groups = int(o.groups ?? 1, "conv1d: groups");
+  const groups = int(conv.groups ?? 1, "conv1d: groups");
   convCheck("conv1d", x, w, 1, groups);
   const spec = [
-    one(o.stride ?? 1, "conv1d: stride"),
-    one(o.padding ?? 0, "conv1d: padding"),
-    one(o.dilation ?? 1, "conv1d: dilation"),
+    one(conv.stride ?? 1, "conv1d: stride"),
+    one(conv.padding ?? 0, "conv1d: padding"),
+    one(conv.dilation ?? 1, "conv1d: dilation"),
   ];
   return new Tensor(sym.mdm_conv(x.ptr, w.ptr, b?.ptr ?? null, ints(spec), 1, groups, ST) ?? fail("conv1d", x, w, b));
 }
@@ -101,14 +101,14 @@ export function conv2d<D extends DType, V extends Device>(
   x: Tensor<D, V>,
   w: Tensor<D, V>,
   b?: Tensor<D, V> | null,
-  o: ConvOptions<Pair> = {},
+  conv: ConvOptions<Pair> = {},
 ): Tensor<D, V> {
-  const groups = int(o.groups ?? 1, "conv2d: groups");
+  const groups = int(conv.groups ?? 1, "conv2d: groups");
   convCheck("conv2d", x, w, 2, groups);
   const spec = [
-    ...pair(o.stride ?? 1, "conv2d: stride"),
-    ...pair(o.padding ?? 0, "conv2d: padding"),
-    ...pair(o.dilation ?? 1, "conv2d: dilation"),
+    ...pair(conv.stride ?? 1, "conv2d: stride"),
+    ...pair(conv.padding ?? 0, "conv2d: padding"),
+    ...pair(conv.dilation ?? 1, "conv2d: dilation"),
   ];
   return new Tensor(sym.mdm_conv(x.ptr, w.ptr, b?.ptr ?? null, ints(spec), 2, groups, ST) ?? fail("conv2d", x, w, b));
 }
@@ -118,17 +118,17 @@ export function convTranspose2d<D extends DType, V extends Device>(
   x: Tensor<D, V>,
   w: Tensor<D, V>,
   b?: Tensor<D, V> | null,
-  o: ConvOptions<Pair> & { outputPadding?: Pair } = {},
+  conv: ConvOptions<Pair> & { outputPadding?: Pair } = {},
 ): Tensor<D, V> {
-  const groups = int(o.groups ?? 1, "convTranspose2d: groups");
+  const groups = int(conv.groups ?? 1, "convTranspose2d: groups");
   if (x.ndim !== 4 || w.ndim !== 4 || x.size(1) !== w.size(0)) {
     shapeError("convTranspose2d", "input [N, C, H, W] needs weight [C, O/groups, kH, kW]", x, w);
   }
   const spec = [
-    ...pair(o.stride ?? 1, "convTranspose2d: stride"),
-    ...pair(o.padding ?? 0, "convTranspose2d: padding"),
-    ...pair(o.outputPadding ?? 0, "convTranspose2d: outputPadding"),
-    ...pair(o.dilation ?? 1, "convTranspose2d: dilation"),
+    ...pair(conv.stride ?? 1, "convTranspose2d: stride"),
+    ...pair(conv.padding ?? 0, "convTranspose2d: padding"),
+    ...pair(conv.outputPadding ?? 0, "convTranspose2d: outputPadding"),
+    ...pair(conv.dilation ?? 1, "convTranspose2d: dilation"),
   ];
   return new Tensor(
     sym.mdm_conv_transpose2d(x.ptr, w.ptr, b?.ptr ?? null, ints(spec), groups, ST) ??
@@ -168,22 +168,22 @@ export interface BatchNormOptions<D extends DType, V extends Device> {
 /** Batch normalisation of x [N, C, ...]; in training the running statistics are updated in place. */
 export function batchNorm<D extends DType, V extends Device>(
   x: Tensor<D, V>,
-  o: BatchNormOptions<D, V> = {},
+  norm: BatchNormOptions<D, V> = {},
 ): Tensor<D, V> {
-  const training = o.training ?? false;
-  if (!training && (!o.runningMean || !o.runningVar)) {
+  const training = norm.training ?? false;
+  if (!training && (!norm.runningMean || !norm.runningVar)) {
     throw new TypeError("batchNorm: evaluation mode needs runningMean and runningVar");
   }
   return new Tensor(
     sym.mdm_batch_norm(
       x.ptr,
-      o.weight?.ptr ?? null,
-      o.bias?.ptr ?? null,
-      o.runningMean?.ptr ?? null,
-      o.runningVar?.ptr ?? null,
+      norm.weight?.ptr ?? null,
+      norm.bias?.ptr ?? null,
+      norm.runningMean?.ptr ?? null,
+      norm.runningVar?.ptr ?? null,
       training ? 1 : 0,
-      o.momentum ?? 0.1,
-      o.eps ?? 1e-5,
+      norm.momentum ?? 0.1,
+      norm.eps ?? 1e-5,
       ST,
     ) ?? fail("batchNorm", x),
   );
@@ -204,6 +204,15 @@ export function layerNorm<D extends DType, V extends Device>(
   );
 }
 
+/** Softmax along `dim`, optionally computed in (and returned as) another dtype: Tensor.softmax. */
+export function softmax<D extends DType, V extends Device, E extends DType = D>(
+  x: Tensor<D, V>,
+  dim: number,
+  dtype?: E,
+): Tensor<E, V> {
+  return x.softmax(dim, dtype);
+}
+
 /**
  * Attention: softmax(q kᵀ · scale) v for q [B, L, E], k and v [B, S, E] -> [B, L, E]; `scale` defaults to
  * E^-1/2. libtorch's fused kernel (flash attention on the CPU) where the libtorch has one (2.1 and later),
@@ -220,27 +229,13 @@ export function scaledDotProductAttention<D extends DType, V extends Device>(
   return new Tensor(sym.mdm_sdpa(q.ptr, k.ptr, v.ptr, scale, ST) ?? fail("scaledDotProductAttention", q, k, v));
 }
 
-/** Softmax along `dim`, optionally computed in (and returned as) another dtype, as Tensor.softmax. */
-export function softmax<D extends DType, V extends Device, E extends DType = D>(
-  x: Tensor<D, V>,
-  dim: number,
-  dtype?: E,
-): Tensor<E, V> {
-  return new Tensor(
-    sym.mdm_softmax(SOFTMAX.softmax, x.ptr, int(dim, "softmax: dim"), dtype ? dtypeCode(dtype) : -1, ST) ??
-      fail("softmax", x),
-  );
-}
-
+/** Log-softmax along `dim`: Tensor.logSoftmax. */
 export function logSoftmax<D extends DType, V extends Device, E extends DType = D>(
   x: Tensor<D, V>,
   dim: number,
   dtype?: E,
 ): Tensor<E, V> {
-  return new Tensor(
-    sym.mdm_softmax(SOFTMAX.logSoftmax, x.ptr, int(dim, "logSoftmax: dim"), dtype ? dtypeCode(dtype) : -1, ST) ??
-      fail("logSoftmax", x),
-  );
+  return x.logSoftmax(dim, dtype);
 }
 
 /** Zeroes elements with probability p and scales the rest by 1/(1-p); identity when not training. */
@@ -261,12 +256,12 @@ function pool<D extends DType, V extends Device>(
   op: string,
   x: Tensor<D, V>,
   kernel: Pair,
-  o: PoolOptions,
+  pooling: PoolOptions,
 ) {
   const k = pair(kernel, `${op}: kernel`);
-  const spec = [...k, ...pair(o.stride ?? k, `${op}: stride`), ...pair(o.padding ?? 0, `${op}: padding`)];
+  const spec = [...k, ...pair(pooling.stride ?? k, `${op}: stride`), ...pair(pooling.padding ?? 0, `${op}: padding`)];
   return new Tensor<D, V>(
-    sym.mdm_pool2d(code, x.ptr, ints(spec), o.ceilMode ? 1 : 0, o.countIncludePad === false ? 0 : 1, ST) ??
+    sym.mdm_pool2d(code, x.ptr, ints(spec), pooling.ceilMode ? 1 : 0, pooling.countIncludePad === false ? 0 : 1, ST) ??
       fail(op, x),
   );
 }
@@ -274,17 +269,17 @@ function pool<D extends DType, V extends Device>(
 export function avgPool2d<D extends DType, V extends Device>(
   x: Tensor<D, V>,
   kernel: Pair,
-  o: PoolOptions = {},
+  pooling: PoolOptions = {},
 ): Tensor<D, V> {
-  return pool(POOL.avg, "avgPool2d", x, kernel, o);
+  return pool(POOL.avg, "avgPool2d", x, kernel, pooling);
 }
 
 export function maxPool2d<D extends DType, V extends Device>(
   x: Tensor<D, V>,
   kernel: Pair,
-  o: PoolOptions = {},
+  pooling: PoolOptions = {},
 ): Tensor<D, V> {
-  return pool(POOL.max, "maxPool2d", x, kernel, o);
+  return pool(POOL.max, "maxPool2d", x, kernel, pooling);
 }
 
 export interface InterpolateOptions {
@@ -296,20 +291,25 @@ export interface InterpolateOptions {
 }
 
 /** Resamples x [N, C, H, W], as F.interpolate does (nearest or bilinear). */
-export function interpolate<D extends DType, V extends Device>(x: Tensor<D, V>, o: InterpolateOptions): Tensor<D, V> {
+export function interpolate<D extends DType, V extends Device>(
+  x: Tensor<D, V>,
+  sampling: InterpolateOptions,
+): Tensor<D, V> {
   if (x.ndim !== 4) shapeError("interpolate", "input must be [N, C, H, W]", x);
-  const mode = o.mode ?? "nearest";
+  const mode = sampling.mode ?? "nearest";
   if (mode !== "nearest" && mode !== "bilinear") {
     throw new TypeError(`interpolate: mode must be "nearest" or "bilinear", got ${JSON.stringify(mode)}`);
   }
-  if (mode === "nearest" && o.alignCorners !== undefined) {
+  if (mode === "nearest" && sampling.alignCorners !== undefined) {
     throw new TypeError("interpolate: alignCorners applies to bilinear mode only");
   }
   let h: number, w: number, sh = 0, sw = 0;
-  if (o.size && o.scaleFactor === undefined) {
-    [h, w] = pair(o.size, "interpolate: size");
-  } else if (o.scaleFactor !== undefined && !o.size) {
-    [sh, sw] = typeof o.scaleFactor === "number" ? [o.scaleFactor, o.scaleFactor] : o.scaleFactor;
+  if (sampling.size && sampling.scaleFactor === undefined) {
+    [h, w] = pair(sampling.size, "interpolate: size");
+  } else if (sampling.scaleFactor !== undefined && !sampling.size) {
+    [sh, sw] = typeof sampling.scaleFactor === "number"
+      ? [sampling.scaleFactor, sampling.scaleFactor]
+      : sampling.scaleFactor;
     if (!(sh > 0 && sw > 0)) throw new RangeError("interpolate: scaleFactor must be positive");
     h = Math.floor(x.size(2) * sh);
     w = Math.floor(x.size(3) * sw);
@@ -317,7 +317,7 @@ export function interpolate<D extends DType, V extends Device>(x: Tensor<D, V>, 
     throw new TypeError("interpolate: give exactly one of size and scaleFactor");
   }
   return new Tensor(
-    sym.mdm_interpolate(x.ptr, INTERPOLATE[mode], h, w, sh, sw, o.alignCorners ? 1 : 0, ST) ??
+    sym.mdm_interpolate(x.ptr, INTERPOLATE[mode], h, w, sh, sw, sampling.alignCorners ? 1 : 0, ST) ??
       fail("interpolate", x),
   );
 }
@@ -352,7 +352,7 @@ export interface CrossEntropyOptions<V extends Device> {
 export function crossEntropy<D extends DType, V extends Device>(
   logits: Tensor<D, V>,
   target: Tensor<"int64", V>,
-  o: CrossEntropyOptions<V> = {},
+  loss: CrossEntropyOptions<V> = {},
 ): Tensor<D, V> {
   if (logits.ndim < 1 || target.ndim !== (logits.ndim === 1 ? 0 : logits.ndim - 1)) {
     shapeError("crossEntropy", "logits [N, K, ...] need class-index targets [N, ...]", logits, target);
@@ -361,10 +361,10 @@ export function crossEntropy<D extends DType, V extends Device>(
     sym.mdm_cross_entropy(
       logits.ptr,
       target.ptr,
-      o.weight?.ptr ?? null,
-      REDUCTION[o.reduction ?? "mean"],
-      int(o.ignoreIndex ?? -100, "crossEntropy: ignoreIndex"),
-      o.labelSmoothing ?? 0,
+      loss.weight?.ptr ?? null,
+      REDUCTION[loss.reduction ?? "mean"],
+      int(loss.ignoreIndex ?? -100, "crossEntropy: ignoreIndex"),
+      loss.labelSmoothing ?? 0,
       ST,
     ) ?? fail("crossEntropy", logits, target),
   );
