@@ -1,17 +1,20 @@
-// Loads the native shim and turns its per-call status blocks into JavaScript values.
+// Loads the native shim through the runtime's port and turns its per-call status blocks into
+// JavaScript values.
+import process from "node:process";
 import { STATUS_LAYOUT } from "./codes.ts";
-import { symbols } from "./symbols.ts";
+import type { NativePointer } from "./port.ts";
+import { port } from "./port_deno.ts";
 
 function libraryPath(): string {
-  const fromEnv = Deno.env.get("MDM_NATIVE_LIB");
+  const fromEnv = process.env.MDM_NATIVE_LIB;
   if (fromEnv) return fromEnv;
-  return new URL("../build/libmdm_torch.so", import.meta.url).pathname;
+  return decodeURIComponent(new URL("../build/libmdm_torch.so", import.meta.url).pathname);
 }
 
 function open() {
   const path = libraryPath();
   try {
-    return Deno.dlopen(path, symbols);
+    return port.open(path);
   } catch (e) {
     throw new Error(
       `mdm: cannot load the native library ${path} (${(e as Error).message}); ` +
@@ -20,25 +23,24 @@ function open() {
   }
 }
 
-const lib = open();
-
 /** The shim's functions. */
-export const sym = lib.symbols;
+export const sym = open();
+
+export { port };
 
 /** The status block of synchronous calls: JavaScript runs one call at a time on this thread. */
-export const STATUS: Deno.PointerObject = sym.mdm_status_new()!;
+export const STATUS: NativePointer = sym.mdm_status_new()!;
 
 /** Reads and clears the failure recorded in a status block. */
-export function takeError(status: Deno.PointerObject = STATUS): string | null {
-  const view = new Deno.UnsafePointerView(status);
-  if (view.getInt32(STATUS_LAYOUT.code) === 0) return null;
-  const msg = view.getPointer(STATUS_LAYOUT.message);
-  const text = msg ? Deno.UnsafePointerView.getCString(msg) : "unknown error";
+export function takeError(status: NativePointer = STATUS): string | null {
+  if (port.readInt32(status, STATUS_LAYOUT.code) === 0) return null;
+  const msg = port.readPointer(status, STATUS_LAYOUT.message);
+  const text = msg ? port.cString(msg) : "unknown error";
   sym.mdm_status_clear(status);
   return text;
 }
 
 /** Reads a C string owned by the library. */
-export function cString(p: Deno.PointerValue): string {
-  return p ? Deno.UnsafePointerView.getCString(p) : "";
+export function cString(p: NativePointer | null): string {
+  return p ? port.cString(p) : "";
 }

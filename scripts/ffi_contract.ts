@@ -20,13 +20,13 @@ export interface CEnum {
 }
 
 export interface Contract {
+  types: NativeTypes;
   enums: CEnum[];
   functions: CFunction[];
   /** Byte offsets of the status block's fields, and its size. */
   status: { fields: Record<string, number>; size: number };
 }
 
-const HANDLES = new Set(["mdm_tensor", "mdm_generator", "mdm_optimizer", "mdm_blob"]);
 const SCALARS: Record<string, "i32" | "i64" | "u64" | "f64"> = {
   int32_t: "i32",
   int64_t: "i64",
@@ -34,14 +34,37 @@ const SCALARS: Record<string, "i32" | "i64" | "u64" | "f64"> = {
   double: "f64",
 };
 
-/** Deno's FFI type for a C type of the contract; every pointer and handle is a pointer. */
-export function denoType(cType: string): Deno.NativeResultType {
+/**
+ * The native-owned types of the header: opaque handles (`typedef struct x_s* name;`) and structs
+ * (`typedef struct x name;`). A pointer to one of these, or a handle itself, is native memory and
+ * crosses as a pointer; any other pointer (`int64_t*`, `const char*`, `mdm_tensor*`, `void*`) is
+ * host memory the caller provides, and crosses as a buffer.
+ */
+export interface NativeTypes {
+  handles: Set<string>;
+  structs: Set<string>;
+}
+
+/** How a C type of the contract crosses: a native pointer, a host buffer, a scalar or nothing. */
+export function nativeKind(cType: string, types: NativeTypes): "pointer" | "buffer" | "void" | "i32" | "i64" | "u64" | "f64" {
   const t = cType.replace(/\bconst\b/g, "").replace(/\s+/g, "");
   if (t === "void") return "void";
-  if (t.endsWith("*") || HANDLES.has(t)) return "pointer";
+  if (types.handles.has(t)) return "pointer";
+  if (t.endsWith("*")) return types.structs.has(t.slice(0, -1)) ? "pointer" : "buffer";
   const s = SCALARS[t];
   if (!s) throw new Error(`mdm.h: no FFI type for C type "${cType}"`);
   return s;
+}
+
+/** Deno's FFI type for a parameter: host memory as "buffer" (a typed array passes as it is). */
+export function denoParam(cType: string, types: NativeTypes): Deno.NativeType {
+  return nativeKind(cType, types) as Deno.NativeType;
+}
+
+/** Deno's FFI type for a result: pointers of any kind come back as pointers. */
+export function denoResult(cType: string, types: NativeTypes): Deno.NativeResultType {
+  const k = nativeKind(cType, types);
+  return k === "buffer" ? "pointer" : k;
 }
 
 function camel(upper: string): string {
@@ -66,6 +89,11 @@ function splitParam(p: string): { type: string; name: string } {
 /** Parses the header's text. Throws on anything it cannot read, naming it. */
 export function parseContract(header: string): Contract {
   const text = stripComments(header);
+  const types: NativeTypes = { handles: new Set(), structs: new Set() };
+  for (const m of text.matchAll(/typedef\s+struct\s+\w+\s*(\*?)\s*(\w+)\s*;/g)) {
+    (m[1] ? types.handles : types.structs).add(m[2]);
+  }
+  types.structs.add("mdm_status");
   const enums: CEnum[] = [];
   for (const m of text.matchAll(/enum\s+(mdm_\w+)\s*\{([^}]*)\}/g)) {
     const tsName = enumTsName(m[1]);
@@ -108,14 +136,14 @@ export function parseContract(header: string): Contract {
       const raw = m[3].replace(/\s+/g, " ").trim();
       const params = raw === "void" || raw === "" ? [] : raw.split(",").map(splitParam);
       const result = m[1].replace(/\s+/g, " ").trim();
-      for (const p of params) denoType(p.type);
-      denoType(result);
+      for (const p of params) nativeKind(p.type, types);
+      nativeKind(result, types);
       const prototype = `${result} ${m[2]}(${params.map((p) => `${p.type} ${p.name}`).join(", ")})`;
       functions.push({ name: m[2], result, params, section, prototype });
     }
   }
   if (functions.length === 0) throw new Error("mdm.h: no MDM_API functions found");
-  return { enums, functions, status: { fields, size: Math.ceil(offset / align) * align } };
+  return { types, enums, functions, status: { fields, size: Math.ceil(offset / align) * align } };
 }
 
 /** The contract of this checkout's native/mdm.h. */

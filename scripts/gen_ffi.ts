@@ -1,14 +1,28 @@
 // Writes ffi/symbols.ts (the symbol table) and ffi/codes.ts (op, dtype and other codes, the status
 // block's layout) from native/mdm.h, so that a new op is declared in one place. Run after changing
 // the header:  deno run -A scripts/gen_ffi.ts
-import { type Contract, denoType, readContract } from "./ffi_contract.ts";
+import { type Contract, denoParam, denoResult, nativeKind, readContract } from "./ffi_contract.ts";
 
 const HEADER = "// Generated from native/mdm.h by scripts/gen_ffi.ts: edit the header, not this file.\n";
+
+const TS_PARAM = {
+  pointer: "NativePointer | null",
+  buffer: "NativeBuffer | null",
+  i32: "number",
+  f64: "number",
+  i64: "number | bigint",
+  u64: "number | bigint",
+  void: "void",
+};
+const TS_RESULT = { ...TS_PARAM, pointer: "NativePointer | null", buffer: "NativePointer | null" };
 
 function symbolsSource(c: Contract): string {
   const lines = [
     HEADER,
-    "// The C ABI of native/, one entry per exported function; every handle and array is a pointer.",
+    "// The C ABI of native/, one entry per exported function: for Deno.dlopen, for koffi (its C",
+    "// declaration, every pointer a void *) and as TypeScript signatures. Host memory (sizes, data,",
+    "// arrays of handles) crosses as a typed array; native objects (handles, statuses) as pointers.",
+    'import type { NativeBuffer, NativePointer } from "./port.ts";',
     "",
     "/** The shim's functions and their FFI types, for `Deno.dlopen`. */",
     "export const symbols = {",
@@ -19,13 +33,27 @@ function symbolsSource(c: Contract): string {
       section = f.section;
       lines.push(`  // ${section}`);
     }
-    const params = f.params.map((p) => JSON.stringify(denoType(p.type))).join(", ");
-    lines.push(`  ${f.name}: { parameters: [${params}], result: ${JSON.stringify(denoType(f.result))} },`);
+    const params = f.params.map((p) => JSON.stringify(denoParam(p.type, c.types))).join(", ");
+    lines.push(`  ${f.name}: { parameters: [${params}], result: ${JSON.stringify(denoResult(f.result, c.types))} },`);
   }
-  lines.push("} as const;", "", "/** The type of the symbol table. */", "export type Symbols = typeof symbols;", "");
-  lines.push("/** Each function's C declaration, as the header writes it. */");
-  lines.push("export const PROTOTYPES: Record<keyof Symbols, string> = {");
-  for (const f of c.functions) lines.push(`  ${f.name}: ${JSON.stringify(f.prototype)},`);
+  lines.push("} as const;", "");
+  lines.push("/** The shim's functions as the port presents them, with one signature whatever the runtime. */");
+  lines.push("export interface NativeFunctions {");
+  for (const f of c.functions) {
+    const params = f.params.map((p) => `${p.name}: ${TS_PARAM[nativeKind(p.type, c.types)]}`).join(", ");
+    lines.push(`  ${f.name}(${params}): ${TS_RESULT[nativeKind(f.result, c.types)]};`);
+  }
+  lines.push("}", "");
+  lines.push("/** Each function's C declaration with every pointer a `void *`, as koffi takes it. */");
+  lines.push("export const PROTOTYPES: Record<keyof NativeFunctions, string> = {");
+  const cType = (t: string) => {
+    const k = nativeKind(t, c.types);
+    return k === "pointer" || k === "buffer" ? "void *" : t.replace(/\bconst\s+/g, "");
+  };
+  for (const f of c.functions) {
+    const params = f.params.length ? f.params.map((p) => `${cType(p.type)} ${p.name}`).join(", ") : "void";
+    lines.push(`  ${f.name}: ${JSON.stringify(`${cType(f.result)} ${f.name}(${params})`)},`);
+  }
   lines.push("};", "");
   return lines.join("\n");
 }

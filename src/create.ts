@@ -54,7 +54,7 @@ function fromBytes<D extends DType, V extends Device>(
   device: V | undefined,
 ): Tensor<D, V> {
   const dev = deviceCode(device ?? defaultDevice());
-  const ptr = bytes.byteLength ? Deno.UnsafePointer.of(bytes as Uint8Array<ArrayBuffer>) : null;
+  const ptr = bytes.byteLength ? bytes as Uint8Array<ArrayBuffer> : null;
   return new Tensor(
     sym.mdm_from_data(ptr, BigInt(bytes.byteLength), dtypeCode(dtype), ints(shape), shape.length, dev, ST) ??
       fail("tensor"),

@@ -48,7 +48,7 @@ export function where<D extends DType, V extends Device>(
 export function einsum<D extends DType, V extends Device>(equation: string, ...ts: Tensor<D, V>[]): Tensor<D, V> {
   const eq = new TextEncoder().encode(equation + "\0");
   return new Tensor(
-    sym.mdm_einsum(Deno.UnsafePointer.of(eq), tensorArray(ts), ts.length, ST) ?? fail(`einsum(${equation})`, ...ts),
+    sym.mdm_einsum(eq, tensorArray(ts), ts.length, ST) ?? fail(`einsum(${equation})`, ...ts),
   );
 }
 

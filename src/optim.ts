@@ -1,11 +1,12 @@
 // libtorch's optimizers over mdm tensors, with state export for checkpoints.
 import { OPTIMIZER } from "../ffi/codes.ts";
 import { STATUS as ST, sym } from "../ffi/lib.ts";
+import type { NativePointer } from "../ffi/port.ts";
 import type { Device } from "./device.ts";
 import { DisposedError } from "./error.ts";
 import { check, fail, type Tensor, tensorArray } from "./tensor.ts";
 
-const registry = new FinalizationRegistry<Deno.PointerObject>((h) => sym.mdm_optim_free(h));
+const registry = new FinalizationRegistry<NativePointer>((h) => sym.mdm_optim_free(h));
 
 const STATE_MAGIC = "mdm-optimizer-state 1\n";
 
@@ -30,7 +31,7 @@ function parseState(bytes: Uint8Array, name: string): { kind: string; shapes: nu
 }
 
 abstract class Optimizer {
-  #h: Deno.PointerObject | null;
+  #h: NativePointer | null;
   /** The tensors this optimizer updates, in the order its state is saved. */
   readonly params: readonly Tensor<"float32" | "float64" | "float16" | "bfloat16", Device>[];
 
@@ -52,7 +53,7 @@ abstract class Optimizer {
       OPTIMIZER[kind],
       tensorArray(params),
       params.length,
-      Deno.UnsafePointer.of(hp),
+      hp,
       hp.length,
       ST,
     ) ??
@@ -60,7 +61,7 @@ abstract class Optimizer {
     registry.register(this, this.#h, this);
   }
 
-  get #ptr(): Deno.PointerObject {
+  get #ptr(): NativePointer {
     if (this.#h === null) throw new DisposedError(`${this.constructor.name} used after dispose()`);
     return this.#h;
   }
@@ -98,7 +99,7 @@ abstract class Optimizer {
       const out = new Uint8Array(header.length + Number(sym.mdm_blob_size(blob)));
       out.set(header);
       const body = out.subarray(header.length);
-      check(sym.mdm_blob_copy(blob, Deno.UnsafePointer.of(body), BigInt(body.length), ST), "stateBytes");
+      check(sym.mdm_blob_copy(blob, body, BigInt(body.length), ST), "stateBytes");
       return out;
     } finally {
       sym.mdm_blob_free(blob);
@@ -130,7 +131,7 @@ abstract class Optimizer {
     check(
       sym.mdm_optim_state_load(
         this.#ptr,
-        Deno.UnsafePointer.of(body as Uint8Array<ArrayBuffer>),
+        body as Uint8Array<ArrayBuffer>,
         BigInt(body.length),
         ST,
       ),

@@ -3,12 +3,13 @@
 // the tensor's device, so tensor randomness matches PyTorch's for a seed. The data layer has its own
 // JS-side PRNG (src/data/rng.ts) so that image sampling neither disturbs nor depends on them.
 import { STATUS as ST, sym } from "../ffi/lib.ts";
+import type { NativePointer } from "../ffi/port.ts";
 import { type Device, deviceCode } from "./device.ts";
 import { check, fail, Tensor } from "./tensor.ts";
 import { tensor } from "./create.ts";
 import { DisposedError } from "./error.ts";
 
-const registry = new FinalizationRegistry<Deno.PointerObject>((h) => sym.mdm_generator_free(h));
+const registry = new FinalizationRegistry<NativePointer>((h) => sym.mdm_generator_free(h));
 
 function seedArg(seed: number | bigint): bigint {
   const s = BigInt(seed);
@@ -21,12 +22,12 @@ export function manualSeed(seed: number | bigint): void {
   check(sym.mdm_manual_seed(seedArg(seed), ST), "manualSeed");
 }
 
-function getState(ptr: Deno.PointerValue, device: Device): Uint8Array {
+function getState(ptr: NativePointer | null, device: Device): Uint8Array {
   using t = new Tensor<"uint8">(sym.mdm_generator_get_state(ptr, deviceCode(device), ST) ?? fail("getState"));
   return t.toArray();
 }
 
-function setState(ptr: Deno.PointerValue, device: Device, state: Uint8Array): void {
+function setState(ptr: NativePointer | null, device: Device, state: Uint8Array): void {
   using t = tensor(state);
   check(sym.mdm_generator_set_state(ptr, deviceCode(device), t.ptr, ST), "setState", t);
 }
@@ -42,7 +43,7 @@ export function setRngState(state: Uint8Array, device: Device = "cpu"): void {
 
 /** An independent random stream, for reproducible sampling that other code cannot disturb. */
 export class Generator {
-  #h: Deno.PointerObject | null;
+  #h: NativePointer | null;
   readonly device: Device;
 
   constructor(seed: number | bigint, device: Device = "cpu") {
@@ -51,7 +52,7 @@ export class Generator {
     registry.register(this, this.#h, this);
   }
 
-  get ptr(): Deno.PointerObject {
+  get ptr(): NativePointer {
     if (this.#h === null) throw new DisposedError("generator used after dispose()");
     return this.#h;
   }

@@ -61,7 +61,7 @@ export interface CpuMemoryStats {
 /** CPU memory figures, or null when the caching allocator is off (MDM_CPU_CACHE=0). */
 export function cpuMemoryStats(): CpuMemoryStats | null {
   const out = new BigInt64Array(5);
-  if (sym.mdm_cpu_memory_stats(Deno.UnsafePointer.of(out)) === 0) return null;
+  if (sym.mdm_cpu_memory_stats(out) === 0) return null;
   const [allocated, peakAllocated, cached, segmentsMapped, segmentsUnmapped] = Array.from(out, Number);
   return { allocated, peakAllocated, cached, segmentsMapped, segmentsUnmapped };
 }

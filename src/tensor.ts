@@ -1,5 +1,6 @@
 // The typed tensor handle: dtype and device in the type, libtorch ops as methods.
 import { STATUS as ST, sym, takeError } from "../ffi/lib.ts";
+import type { NativePointer } from "../ffi/port.ts";
 import { handleArray, ints, OUT, readHandles, readInts } from "../ffi/scratch.ts";
 import { BINARY, EXTREME, INPLACE, MEMORY_FORMAT, REDUCE, SOFTMAX, UNARY } from "../ffi/codes.ts";
 import {
@@ -16,8 +17,8 @@ import { type Device, deviceCode, deviceFromCode } from "./device.ts";
 import { DisposedError, TorchError } from "./error.ts";
 import { enter, leave, SCOPE, type Scope, type Scoped } from "./scope.ts";
 
-type Ptr = Deno.PointerObject;
-type Handle = Deno.PointerValue;
+type Ptr = NativePointer;
+type Handle = NativePointer | null;
 
 // The backstop for tensors that were neither disposed nor tidied: GC frees their handles.
 const registry = new FinalizationRegistry<Ptr>((h) => sym.mdm_free(h));
@@ -152,13 +153,13 @@ export class Tensor<D extends DType = DType, V extends Device = Device> implemen
   get shape(): readonly number[] {
     const h = this.ptr;
     if (this.#shape === null) {
-      const n = sym.mdm_sizes(h, OUT.ptr, OUT.capacity);
+      const n = sym.mdm_sizes(h, OUT.buffer, OUT.capacity);
       if (n <= OUT.capacity) {
         this.#shape = Object.freeze(readInts(n));
       } else {
         // More dimensions than the shared buffer holds (libtorch sets no limit): a buffer of its own.
         const sizes = new BigInt64Array(n);
-        sym.mdm_sizes(h, Deno.UnsafePointer.of(sizes), n);
+        sym.mdm_sizes(h, sizes, n);
         this.#shape = Object.freeze(Array.from(sizes, Number));
       }
     }
@@ -208,9 +209,9 @@ export class Tensor<D extends DType = DType, V extends Device = Device> implemen
     if (n === 0) return out;
     if (d === "float16" || d === "bfloat16") {
       using wide = this.to({ dtype: "float32" });
-      check(sym.mdm_copy_to_host(wide.ptr, Deno.UnsafePointer.of(out), BigInt(out.byteLength), ST), "toArray", this);
+      check(sym.mdm_copy_to_host(wide.ptr, out, out.byteLength, ST), "toArray", this);
     } else {
-      check(sym.mdm_copy_to_host(this.ptr, Deno.UnsafePointer.of(out), BigInt(n * BYTES[d]), ST), "toArray", this);
+      check(sym.mdm_copy_to_host(this.ptr, out, n * BYTES[d], ST), "toArray", this);
     }
     return out;
   }
@@ -498,7 +499,7 @@ export class Tensor<D extends DType = DType, V extends Device = Device> implemen
       this.ptr,
       int(dim, "max: dim"),
       keepdim ? 1 : 0,
-      OUT.ptr,
+      OUT.buffer,
       OUT.capacity,
       ST,
     );
@@ -510,7 +511,7 @@ export class Tensor<D extends DType = DType, V extends Device = Device> implemen
       this.ptr,
       int(dim, "min: dim"),
       keepdim ? 1 : 0,
-      OUT.ptr,
+      OUT.buffer,
       OUT.capacity,
       ST,
     );
@@ -536,7 +537,7 @@ export class Tensor<D extends DType = DType, V extends Device = Device> implemen
     );
   }
   sort(dim = -1, descending = false): [Tensor<D, V>, Tensor<"int64", V>] {
-    const n = sym.mdm_sort(this.ptr, int(dim, "sort: dim"), descending ? 1 : 0, OUT.ptr, OUT.capacity, ST);
+    const n = sym.mdm_sort(this.ptr, int(dim, "sort: dim"), descending ? 1 : 0, OUT.buffer, OUT.capacity, ST);
     return many(n, "sort", this) as [Tensor<D, V>, Tensor<"int64", V>];
   }
   topk(k: number, dim = -1, largest = true): [Tensor<D, V>, Tensor<"int64", V>] {
@@ -545,7 +546,7 @@ export class Tensor<D extends DType = DType, V extends Device = Device> implemen
       int(k, "topk: k"),
       int(dim, "topk: dim"),
       largest ? 1 : 0,
-      OUT.ptr,
+      OUT.buffer,
       OUT.capacity,
       ST,
     );
@@ -691,11 +692,11 @@ export class Tensor<D extends DType = DType, V extends Device = Device> implemen
     } else {
       sizes = intList(size, "split: sizes");
     }
-    const n = sym.mdm_split(this.ptr, ints(sizes), sizes.length, int(dim, "split: dim"), OUT.ptr, OUT.capacity, ST);
+    const n = sym.mdm_split(this.ptr, ints(sizes), sizes.length, int(dim, "split: dim"), OUT.buffer, OUT.capacity, ST);
     return many(n, "split", this);
   }
   chunk(chunks: number, dim = 0): Tensor<D, V>[] {
-    const n = sym.mdm_chunk(this.ptr, int(chunks, "chunk: chunks"), int(dim, "chunk: dim"), OUT.ptr, OUT.capacity, ST);
+    const n = sym.mdm_chunk(this.ptr, int(chunks, "chunk: chunks"), int(dim, "chunk: dim"), OUT.buffer, OUT.capacity, ST);
     return many(n, "chunk", this);
   }
 
@@ -805,7 +806,7 @@ export class Tensor<D extends DType = DType, V extends Device = Device> implemen
 }
 
 /** Passes handles of tensors to the native side (cat, stack, optimizers). */
-export function tensorArray(ts: readonly Tensor<DType, Device>[]): Deno.PointerObject {
+export function tensorArray(ts: readonly Tensor<DType, Device>[]): BigUint64Array {
   return handleArray(ts.map((t) => t.ptr));
 }
 

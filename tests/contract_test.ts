@@ -3,19 +3,28 @@
 import assert from "node:assert/strict";
 import * as codes from "../ffi/codes.ts";
 import { PROTOTYPES, symbols } from "../ffi/symbols.ts";
-import { denoType, readContract } from "../scripts/ffi_contract.ts";
+import { denoParam, denoResult, readContract } from "../scripts/ffi_contract.ts";
 import { generate } from "../scripts/gen_ffi.ts";
 import { ROOT } from "./helpers/scripts.ts";
 
 const contract = readContract();
 
 Deno.test("ffi/symbols.ts declares exactly mdm.h's functions with their FFI types", () => {
+  // Host memory crosses as a buffer, native objects as pointers.
+  const byName = Object.fromEntries(contract.functions.map((f) => [f.name, f]));
+  assert.deepEqual(symbols.mdm_from_data.parameters, ["buffer", "i64", "i32", "buffer", "i32", "i32", "pointer"]);
+  assert.deepEqual(symbols.mdm_cat.parameters, ["buffer", "i32", "i32", "pointer"]);
+  assert.equal(symbols.mdm_status_new.result, "pointer");
+  assert.ok(byName.mdm_unary);
   assert.deepEqual(Object.keys(symbols), contract.functions.map((f) => f.name));
   for (const f of contract.functions) {
     const entry = symbols[f.name as keyof typeof symbols];
-    assert.deepEqual(entry.parameters, f.params.map((p) => denoType(p.type)), `${f.name}: parameters`);
-    assert.equal(entry.result, denoType(f.result), `${f.name}: result`);
-    assert.equal(PROTOTYPES[f.name as keyof typeof symbols], f.prototype);
+    assert.deepEqual(entry.parameters, f.params.map((p) => denoParam(p.type, contract.types)), `${f.name}: parameters`);
+    assert.equal(entry.result, denoResult(f.result, contract.types), `${f.name}: result`);
+    // koffi's declaration: the same name, parameter names and count, every pointer a void *.
+    const proto = PROTOTYPES[f.name as keyof typeof symbols];
+    assert.match(proto, new RegExp(`\\b${f.name}\\(`));
+    assert.equal(proto.includes("(void)") ? 0 : proto.split(",").length, f.params.length, `${f.name}: prototype ${proto}`);
   }
 });
 

@@ -11,6 +11,6 @@ import { check, type Tensor } from "../tensor.ts";
 export function rawBytes(t: Tensor): Uint8Array<ArrayBuffer> {
   const out = new Uint8Array(t.numel * BYTES[t.dtype]);
   if (out.byteLength === 0) return out;
-  check(sym.mdm_copy_to_host(t.ptr, Deno.UnsafePointer.of(out), BigInt(out.byteLength), ST), "rawBytes", t);
+  check(sym.mdm_copy_to_host(t.ptr, out, BigInt(out.byteLength), ST), "rawBytes", t);
   return out;
 }
