@@ -24,6 +24,7 @@ export function enableGrad<T>(fn: () => T): T {
   return withGradMode(true, fn);
 }
 
+/** Whether operations are recorded for autograd right now (false inside `noGrad`). */
 export function isGradEnabled(): boolean {
   const previous = sym.mdm_set_grad_enabled(1);
   sym.mdm_set_grad_enabled(previous);

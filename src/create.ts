@@ -8,18 +8,24 @@ import { fail, int, intList, Tensor } from "./tensor.ts";
 
 /** Options shared by the creation functions. */
 export interface CreateOptions<D extends DType, V extends Device> {
+  /** The element type (float32 unless the function says otherwise). */
   dtype?: D;
+  /** Where the tensor lives (`defaultDevice()` when omitted). */
   device?: V;
+  /** Make the new tensor a leaf that requires grad (floating-point dtypes only). */
   requiresGrad?: boolean;
 }
 
+/** Options of the random creation functions. */
 export interface RandomOptions<D extends DType, V extends Device> extends CreateOptions<D, V> {
   /** A seeded generator; the global one (see `manualSeed`) when omitted. */
   generator?: Generator;
 }
 
-type Nested = number | boolean | bigint | readonly Nested[];
-type HostData = Float32Array | Float64Array | Int32Array | BigInt64Array | Uint8Array | Nested;
+/** Nested arrays of numbers, booleans or bigints, as `tensor()` takes them (one nesting level per dimension). */
+export type Nested = number | boolean | bigint | readonly Nested[];
+/** The host values `tensor()` copies: a typed array or nested arrays. */
+export type HostData = Float32Array | Float64Array | Int32Array | BigInt64Array | Uint8Array | Nested;
 
 function finish<D extends DType, V extends Device>(t: Tensor<D, V>, requiresGrad?: boolean): Tensor<D, V> {
   if (requiresGrad) t.requiresGrad_(true);
@@ -152,6 +158,10 @@ export function full<D extends DType = "float32", V extends Device = Device>(
   return finish(t, opts.requiresGrad);
 }
 
+/**
+ * A tensor of `shape` filled with zeros (float32 unless `dtype` is given).
+ * @throws TypeError naming the shape when it is not a list of integers.
+ */
 export function zeros<D extends DType = "float32", V extends Device = Device>(
   shape: readonly number[],
   opts: CreateOptions<D, V> = {},
@@ -159,6 +169,10 @@ export function zeros<D extends DType = "float32", V extends Device = Device>(
   return full(shape, 0, opts);
 }
 
+/**
+ * A tensor of `shape` filled with ones (float32 unless `dtype` is given).
+ * @throws TypeError naming the shape when it is not a list of integers.
+ */
 export function ones<D extends DType = "float32", V extends Device = Device>(
   shape: readonly number[],
   opts: CreateOptions<D, V> = {},
@@ -182,6 +196,10 @@ export function arange<D extends DType = "int64", V extends Device = Device>(
   );
 }
 
+/**
+ * `steps` values evenly spaced from `start` to `end`, both included.
+ * @throws TypeError when `steps` is not an integer.
+ */
 export function linspace<D extends DType = "float32", V extends Device = Device>(
   start: number,
   end: number,

@@ -12,7 +12,9 @@ export type DType =
   | "uint8"
   | "bool";
 
+/** The floating-point dtypes: those that can require gradients. */
 export type FloatDType = "float32" | "float64" | "float16" | "bfloat16";
+/** The integer dtypes. */
 export type IntDType = "int64" | "int32" | "uint8";
 
 /** Every dtype, in the order of their codes (native/mdm.h's `enum mdm_dtype`). */
@@ -39,16 +41,25 @@ export function dtypeFromCode(c: number): DType {
  * float32 and booleans are bytes.
  */
 export interface HostArrays {
+  /** float32 values. */
   float32: Float32Array;
+  /** float64 values. */
   float64: Float64Array;
+  /** float16 values, widened to float32. */
   float16: Float32Array;
+  /** bfloat16 values, widened to float32. */
   bfloat16: Float32Array;
+  /** int64 values, as bigints. */
   int64: BigInt64Array;
+  /** int32 values. */
   int32: Int32Array;
+  /** uint8 values. */
   uint8: Uint8Array;
+  /** Booleans as bytes, 0 or 1. */
   bool: Uint8Array;
 }
 
+/** The typed array `toArray()` returns for a tensor of dtype `D` (see `HostArrays`). */
 export type HostArray<D extends DType> = HostArrays[D];
 
 export const BYTES: Record<DType, number> = {
@@ -62,6 +73,7 @@ export const BYTES: Record<DType, number> = {
   bool: 1,
 };
 
+/** Whether `d` is a floating-point dtype. */
 export function isFloat(d: DType): d is FloatDType {
   return d === "float32" || d === "float64" || d === "float16" || d === "bfloat16";
 }

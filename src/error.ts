@@ -1,7 +1,13 @@
 // Errors raised by libtorch, carrying the op and the shapes it was called with.
 
+/**
+ * An operation libtorch rejected (a shape mismatch, an unsupported dtype, an out-of-range index).
+ * The message names the mdm op and its tensor inputs' shapes, then libtorch's own message.
+ */
 export class TorchError extends Error {
+  /** Always "TorchError". */
   override name = "TorchError";
+  /** Builds the error from libtorch's message, the op and its inputs' shapes. */
   constructor(
     /** libtorch's own message. */
     readonly torchMessage: string,
@@ -17,5 +23,6 @@ export class TorchError extends Error {
 
 /** Thrown when a tensor is used after `dispose()`. */
 export class DisposedError extends Error {
+  /** Always "DisposedError". */
   override name = "DisposedError";
 }

@@ -7,6 +7,7 @@ import type { Device } from "./device.ts";
 import { fail, int, intList, Tensor, tensorArray } from "./tensor.ts";
 
 type Pair = number | readonly [number, number];
+/** How a loss reduces its per-element values: "mean", "sum" or "none" (keep them all). */
 export type Reduction = keyof typeof REDUCTION;
 
 function pair(v: Pair, what: string): [number, number] {
@@ -45,6 +46,10 @@ export function where<D extends DType, V extends Device>(
   return new Tensor(sym.mdm_where(cond.ptr, a.ptr, b.ptr, ST) ?? fail("where", cond, a, b));
 }
 
+/**
+ * Einstein summation over the inputs, as torch.einsum (e.g. "bij,bjk->bik").
+ * @throws TorchError when the equation does not fit the inputs' shapes.
+ */
 export function einsum<D extends DType, V extends Device>(equation: string, ...ts: Tensor<D, V>[]): Tensor<D, V> {
   const eq = new TextEncoder().encode(equation + "\0");
   return new Tensor(
@@ -64,10 +69,15 @@ export function linear<D extends DType, V extends Device>(
   return new Tensor(sym.mdm_linear(x.ptr, w.ptr, b?.ptr ?? null, ST) ?? fail("linear", x, w, b));
 }
 
+/** Geometry of a convolution; `S` is one size (1-D) or a size or [h, w] pair (2-D). */
 export interface ConvOptions<S> {
+  /** Step between windows (1). */
   stride?: S;
+  /** Zero padding on each side (0). */
   padding?: S;
+  /** Spacing between kernel elements (1). */
   dilation?: S;
+  /** Channel groups: input and output channels are split into this many independent convolutions (1). */
   groups?: number;
 }
 
@@ -153,15 +163,22 @@ export function groupNorm<D extends DType, V extends Device>(
   );
 }
 
+/** Parameters, running statistics and mode of `batchNorm`; every tensor is [C]. */
 export interface BatchNormOptions<D extends DType, V extends Device> {
+  /** Per-channel scale γ (1 when omitted). */
   weight?: Tensor<D, V> | null;
+  /** Per-channel shift β (0 when omitted). */
   bias?: Tensor<D, V> | null;
+  /** Running mean, used in evaluation and updated in place in training. */
   runningMean?: Tensor<D, V> | null;
+  /** Running (unbiased) variance, used in evaluation and updated in place in training. */
   runningVar?: Tensor<D, V> | null;
   /** Batch statistics (and running-statistics updates) in training, running statistics otherwise
    * (the default, as in PyTorch's F.batch_norm). */
   training?: boolean;
+  /** Weight of the current batch in the running statistics' update (0.1). */
   momentum?: number;
+  /** Added to the variance before the square root (1e-5). */
   eps?: number;
 }
 
@@ -244,10 +261,15 @@ export function dropout<D extends DType, V extends Device>(x: Tensor<D, V>, p: n
   return new Tensor(sym.mdm_dropout(x.ptr, p, training ? 1 : 0, ST) ?? fail("dropout", x));
 }
 
+/** Geometry of a 2-D pooling; sizes are one number or an [h, w] pair. */
 export interface PoolOptions {
+  /** Step between windows (the kernel size). */
   stride?: Pair;
+  /** Implicit padding on each side (0; -Infinity for max pooling, zeros for average pooling). */
   padding?: Pair;
+  /** Round the output size up instead of down. */
   ceilMode?: boolean;
+  /** Average pooling: count padded zeros in the divisor (true, as PyTorch). */
   countIncludePad?: boolean;
 }
 
@@ -266,6 +288,10 @@ function pool<D extends DType, V extends Device>(
   );
 }
 
+/**
+ * Average pooling of x [N, C, H, W] with a `kernel` window -> [N, C, H', W'].
+ * @throws TypeError naming a kernel, stride or padding that is not integers; TorchError for windows larger than the input.
+ */
 export function avgPool2d<D extends DType, V extends Device>(
   x: Tensor<D, V>,
   kernel: Pair,
@@ -274,6 +300,10 @@ export function avgPool2d<D extends DType, V extends Device>(
   return pool(POOL.avg, "avgPool2d", x, kernel, pooling);
 }
 
+/**
+ * Max pooling of x [N, C, H, W] with a `kernel` window -> [N, C, H', W'].
+ * @throws TypeError naming a kernel, stride or padding that is not integers; TorchError for windows larger than the input.
+ */
 export function maxPool2d<D extends DType, V extends Device>(
   x: Tensor<D, V>,
   kernel: Pair,
@@ -282,11 +312,15 @@ export function maxPool2d<D extends DType, V extends Device>(
   return pool(POOL.max, "maxPool2d", x, kernel, pooling);
 }
 
+/** The output size (or scale) and the method of `interpolate`. */
 export interface InterpolateOptions {
   /** Output [H, W]; or give scaleFactor. */
   size?: readonly [number, number];
+  /** Output size as a multiple of the input's (one factor, or [h, w]); or give `size`. */
   scaleFactor?: number | readonly [number, number];
+  /** "nearest" (the default) or "bilinear". */
   mode?: "nearest" | "bilinear";
+  /** Bilinear only: align the corner pixels' centres of input and output (false, as PyTorch's default). */
   alignCorners?: boolean;
 }
 
@@ -340,11 +374,15 @@ export function pad<D extends DType, V extends Device>(
   return new Tensor(sym.mdm_pad(x.ptr, ints(p), p.length, m, value, ST) ?? fail("pad", x));
 }
 
+/** Options of `crossEntropy`, as torch.nn.functional.cross_entropy has them. */
 export interface CrossEntropyOptions<V extends Device> {
+  /** Per-class weights [K]. */
   weight?: Tensor<"float32", V> | null;
   /** Target value whose pixels are skipped (255 in the segmentation protocols). */
   ignoreIndex?: number;
+  /** "mean" over the non-ignored targets (the default), "sum" or "none". */
   reduction?: Reduction;
+  /** Mixes the one-hot target with the uniform distribution by this amount, in [0, 1] (0). */
   labelSmoothing?: number;
 }
 
@@ -380,6 +418,10 @@ function regression<D extends DType, V extends Device>(
   return new Tensor<D, V>(sym.mdm_regression_loss(code, a.ptr, b.ptr, REDUCTION[r], ST) ?? fail(op, a, b));
 }
 
+/**
+ * Mean squared error between `a` and `b` (same shape), reduced by `reduction` ("mean").
+ * @throws TorchError naming the shapes when they differ.
+ */
 export function mseLoss<D extends DType, V extends Device>(
   a: Tensor<D, V>,
   b: Tensor<D, V>,
@@ -388,6 +430,10 @@ export function mseLoss<D extends DType, V extends Device>(
   return regression(LOSS.mse, "mseLoss", a, b, reduction);
 }
 
+/**
+ * Mean absolute error between `a` and `b` (same shape), reduced by `reduction` ("mean").
+ * @throws TorchError naming the shapes when they differ.
+ */
 export function l1Loss<D extends DType, V extends Device>(
   a: Tensor<D, V>,
   b: Tensor<D, V>,

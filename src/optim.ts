@@ -30,11 +30,20 @@ function parseState(bytes: Uint8Array, name: string): { kind: string; shapes: nu
   return { kind: header.kind as string, shapes: header.shapes as number[][], body };
 }
 
+/**
+ * The optimizers' common interface: libtorch's optimizer over a fixed list of parameters, its
+ * state saved and restored as bytes for exact resume. Free its native state with `dispose()` (or
+ * `using`); the GC frees it otherwise.
+ */
 abstract class Optimizer {
   #h: NativePointer | null;
   /** The tensors this optimizer updates, in the order its state is saved. */
   readonly params: readonly Tensor<"float32" | "float64" | "float16" | "bfloat16", Device>[];
 
+  /**
+   * Creates libtorch's optimizer `kind` over `params` with its hyper-parameters in native order.
+   * @throws TypeError when `params` is empty or a parameter does not require grad.
+   */
   protected constructor(
     kind: keyof typeof OPTIMIZER,
     params: readonly Tensor<"float32" | "float64" | "float16" | "bfloat16", Device>[],
@@ -76,6 +85,10 @@ abstract class Optimizer {
     check(sym.mdm_optim_zero_grad(this.#ptr, setToNone ? 1 : 0, ST), `${this.constructor.name}.zeroGrad`);
   }
 
+  /**
+   * The learning rate (of every parameter group); setting it takes effect at the next step.
+   * @throws RangeError when set to a negative value or NaN.
+   */
   get lr(): number {
     const v = sym.mdm_optim_get_lr(this.#ptr, ST);
     if (v < 0) fail(`${this.constructor.name}.lr`);
@@ -139,6 +152,7 @@ abstract class Optimizer {
     );
   }
 
+  /** Frees the optimizer's native state now (its moments); using it afterwards throws a DisposedError. */
   dispose(): void {
     if (this.#h === null) return;
     registry.unregister(this);
@@ -146,16 +160,23 @@ abstract class Optimizer {
     this.#h = null;
   }
 
+  /** Frees the optimizer at the end of a `using` block; the same as `dispose()`. */
   [Symbol.dispose](): void {
     this.dispose();
   }
 }
 
+/** Hyper-parameters of Adam and AdamW, as torch.optim names them. */
 export interface AdamOptions {
+  /** Learning rate (1e-3). */
   lr?: number;
+  /** Decay rates of the first and second moment estimates ([0.9, 0.999]). */
   betas?: [number, number];
+  /** Added to the denominator for numerical stability (1e-8). */
   eps?: number;
+  /** Weight decay (Adam: L2 added to the gradient, default 0; AdamW: decoupled, default 0.01). */
   weightDecay?: number;
+  /** Use the maximum of past second moments (AMSGrad) (false). */
   amsgrad?: boolean;
 }
 
@@ -168,6 +189,10 @@ function adamHyper(hyper: AdamOptions, defaultDecay: number): number[] {
 
 /** Adam with L2 weight decay added to the gradient (torch.optim.Adam). Defaults as in PyTorch. */
 export class Adam extends Optimizer {
+  /**
+   * An optimizer over `params` (floating-point tensors that require grad).
+   * @throws TypeError when `params` is empty or a parameter does not require grad.
+   */
   constructor(params: Params, hyper: AdamOptions = {}) {
     super("adam", params, adamHyper(hyper, 0));
   }
@@ -175,20 +200,35 @@ export class Adam extends Optimizer {
 
 /** Adam with decoupled weight decay (torch.optim.AdamW; weight decay 0.01 by default, as there). */
 export class AdamW extends Optimizer {
+  /**
+   * An optimizer over `params` (floating-point tensors that require grad).
+   * @throws TypeError when `params` is empty or a parameter does not require grad.
+   */
   constructor(params: Params, hyper: AdamOptions = {}) {
     super("adamw", params, adamHyper(hyper, 0.01));
   }
 }
 
+/** Hyper-parameters of SGD, as torch.optim names them. */
 export interface SGDOptions {
+  /** Learning rate (required). */
   lr: number;
+  /** Momentum factor (0). */
   momentum?: number;
+  /** Dampening of the momentum (0). */
   dampening?: number;
+  /** L2 penalty added to the gradient (0). */
   weightDecay?: number;
+  /** Nesterov momentum (false). */
   nesterov?: boolean;
 }
 
+/** Stochastic gradient descent with optional momentum (torch.optim.SGD). */
 export class SGD extends Optimizer {
+  /**
+   * An optimizer over `params` (floating-point tensors that require grad).
+   * @throws TypeError when `params` is empty or a parameter does not require grad.
+   */
   constructor(params: Params, hyper: SGDOptions) {
     super("sgd", params, [
       hyper.lr,

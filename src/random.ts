@@ -32,11 +32,18 @@ function setState(ptr: NativePointer | null, device: Device, state: Uint8Array):
   check(sym.mdm_generator_set_state(ptr, deviceCode(device), t.ptr, ST), "setState", t);
 }
 
-/** The global generator's state, to save with a checkpoint. */
+/**
+ * The global generator's state, to save with a checkpoint.
+ * The global generator's state for `device` (opaque bytes), to restore later with `setRngState`.
+ */
 export function getRngState(device: Device = "cpu"): Uint8Array {
   return getState(null, device);
 }
 
+/**
+ * Restores the global generator of `device` to a state from `getRngState`.
+ * @throws TorchError when `state` is not a state of that device's generator.
+ */
 export function setRngState(state: Uint8Array, device: Device = "cpu"): void {
   setState(null, device, state);
 }
@@ -44,14 +51,20 @@ export function setRngState(state: Uint8Array, device: Device = "cpu"): void {
 /** An independent random stream, for reproducible sampling that other code cannot disturb. */
 export class Generator {
   #h: NativePointer | null;
+  /** The device whose random numbers this generator draws. */
   readonly device: Device;
 
+  /**
+   * A generator seeded with `seed` (a non-negative integer below 2^64) for tensors on `device`.
+   * @throws RangeError for a seed out of range; TorchError when `device` is not available.
+   */
   constructor(seed: number | bigint, device: Device = "cpu") {
     this.device = device;
     this.#h = sym.mdm_generator_new(seedArg(seed), deviceCode(device), ST) ?? fail("Generator");
     registry.register(this, this.#h, this);
   }
 
+  /** @internal */
   get ptr(): NativePointer {
     if (this.#h === null) throw new DisposedError("generator used after dispose()");
     return this.#h;
@@ -65,6 +78,7 @@ export class Generator {
     setState(this.ptr, this.device, s);
   }
 
+  /** Frees the generator's native state now; using it afterwards throws a DisposedError. */
   dispose(): void {
     if (this.#h === null) return;
     registry.unregister(this);
@@ -72,6 +86,7 @@ export class Generator {
     this.#h = null;
   }
 
+  /** Frees the generator at the end of a `using` block; the same as `dispose()`. */
   [Symbol.dispose](): void {
     this.dispose();
   }

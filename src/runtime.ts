@@ -22,14 +22,17 @@ export function setBlasThreads(n: number): boolean {
   return sym.mdm_set_blas_threads(n) === 1;
 }
 
+/** libtorch's intra-op thread count. */
 export function getNumThreads(): number {
   return sym.mdm_get_num_threads();
 }
 
+/** Whether the native library was built with CUDA and a CUDA device is present. */
 export function cudaAvailable(): boolean {
   return sym.mdm_cuda_available() === 1;
 }
 
+/** The number of CUDA devices (0 without CUDA). */
 export function cudaDeviceCount(): number {
   return sym.mdm_cuda_device_count();
 }
@@ -55,6 +58,7 @@ export interface CpuMemoryStats {
   cached: number;
   /** Segments (the allocator's mappings) made and released so far. */
   segmentsMapped: number;
+  /** Segments returned to the system so far. */
   segmentsUnmapped: number;
 }
 

@@ -2,12 +2,15 @@
 
 /** Anything tidy can free: tensors, and objects that own tensors. */
 export interface Scoped {
+  /** The scope that will free the resource, or null; only `tidy` and `keep` set it. */
   [SCOPE]: Scope | null;
+  /** Frees the resource (safe to call twice). */
   dispose(): void;
   /** Called when the resource is left outside every scope: its owner must free it now. */
   unscoped(): void;
 }
 
+/** The key of `Scoped`'s scope mark: a symbol, so it cannot clash with a resource's own fields. */
 export const SCOPE: unique symbol = Symbol("mdm.scope");
 
 /**
@@ -15,6 +18,7 @@ export const SCOPE: unique symbol = Symbol("mdm.scope");
  * that entering and leaving stay O(1); the list is swept once, when the scope closes.
  */
 export interface Scope {
+  /** Resources created while the scope was open; those still marked with it are freed when it closes. */
   items: Scoped[];
 }
 

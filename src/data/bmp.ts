@@ -2,7 +2,7 @@
 // bottom-up (positive height) or top-down (negative height). GlaS ships its images and gland
 // annotations as BMPs; the annotations are 8-bit indexed with the gland id as the palette index,
 // so `paletteIndices` returns the raw indices rather than colours.
-import { checkLimit, LimitError, resolveLimits } from "../io/limits.ts";
+import { checkLimit, type LimitError, resolveLimits } from "../io/limits.ts";
 import { type Image, ImageError, type ReadOptions } from "./image.ts";
 
 const BI_NAMES: Record<number, string> = {

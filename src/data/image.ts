@@ -14,6 +14,7 @@ import { decodeTiff } from "./tiff.ts";
 
 export type { Image } from "./pixels.ts";
 
+/** The formats `decodeImage` reads, as `detectFormat` names them (BMP is read too, by its own check). */
 export type ImageFormat = "png" | "jpeg" | "tiff";
 
 /**
@@ -27,6 +28,7 @@ export interface ReadOptions extends Limits {
 
 /** A file that cannot be read as an image; the message starts with the file's path. */
 export class ImageError extends Error {
+  /** An error for `path` (or the name given to `decodeImage`) saying `problem`, with `options.cause`. */
   constructor(readonly path: string, problem: string, options?: ErrorOptions) {
     super(`${path}: ${problem}`, options);
     this.name = "ImageError";

@@ -9,14 +9,20 @@ import { checkLimit, type Limits, MAX_DIMS, resolveLimits, show } from "../io/li
 
 /** A .npy file that cannot be read; the message starts with the file's path. */
 export class NpyError extends Error {
+  /** An error for `path` saying `problem`, with `options.cause`. */
   constructor(readonly path: string, problem: string, options?: ErrorOptions) {
     super(`${path}: ${problem}`, options);
     this.name = "NpyError";
   }
 }
 
+/**
+ * The NumPy dtypes mdm reads, as .npy headers spell them without the byte order: unsigned (u),
+ * signed (i) integers and floats (f) of 1 to 8 bytes, and booleans (b1).
+ */
 export type NpyDType = "u1" | "i1" | "b1" | "u2" | "i2" | "u4" | "i4" | "i8" | "u8" | "f4" | "f8";
 
+/** The typed array holding an array's elements for each NpyDType (b1 as bytes). */
 export type NpyData =
   | Uint8Array
   | Int8Array
@@ -29,8 +35,11 @@ export type NpyData =
   | Float32Array
   | Float64Array;
 
+/** A decoded .npy array. */
 export interface NpyArray {
+  /** The element type. */
   dtype: NpyDType;
+  /** The size of each dimension ([] for a scalar). */
   shape: number[];
   /** Elements in C (row-major) order. */
   data: NpyData;

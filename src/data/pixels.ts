@@ -4,9 +4,13 @@ import { checkLimit, type Limits } from "../io/limits.ts";
 
 /** An 8-bit image, pixels row-major with interleaved channels (HWC). */
 export interface Image {
+  /** Width in pixels. */
   width: number;
+  /** Height in pixels. */
   height: number;
+  /** Samples per pixel: 1 (grey or label), 3 (RGB) or 4 (RGBA). */
   channels: 1 | 3 | 4;
+  /** width × height × channels bytes, row-major, channels interleaved. */
   data: Uint8Array;
 }
 

@@ -25,16 +25,18 @@
 //   file, the region and the coordinate.
 // - Limits (see Limits): `maxDepth` caps element nesting (default 1000), `maxEntries` the regions
 //   plus vertices of a file (default 1 000 000).
-import { checkLimit, LimitError, type Limits, resolveLimits } from "../io/limits.ts";
+import { checkLimit, type LimitError, type Limits, resolveLimits } from "../io/limits.ts";
 
 /** An annotation file that cannot be used; the message starts with the file's path. */
 export class AnnotationError extends Error {
+  /** An error for `path` saying `problem`, with `options.cause`. */
   constructor(readonly path: string, problem: string, options?: ErrorOptions) {
     super(`${path}: ${problem}`, options);
     this.name = "AnnotationError";
   }
 }
 
+/** One <Region> polygon of an annotation file, in pixel coordinates. */
 export interface Region {
   /** Position in the file among all <Region> elements (0-based). */
   index: number;
@@ -42,6 +44,7 @@ export interface Region {
   id: string | null;
   /** Vertex columns and rows. */
   xs: Float64Array;
+  /** Vertex rows, matching `xs`. */
   ys: Float64Array;
 }
 
@@ -267,8 +270,11 @@ export function polygonSpans(
   }
 }
 
+/** The image size and tolerance of `rasterizeRegions`. */
 export interface RasterizeOptions {
+  /** Image width in pixels. */
   width: number;
+  /** Image height in pixels. */
   height: number;
   /** How far (px) vertices may lie beyond the image's extent before it is an error (default 4). */
   tolerance?: number;
@@ -276,8 +282,11 @@ export interface RasterizeOptions {
   name?: string;
 }
 
+/** An annotation as per-pixel maps, with what rasterizing found. */
 export interface RasterizedAnnotation {
+  /** Image width in pixels. */
   width: number;
+  /** Image height in pixels. */
   height: number;
   /** H×W instance ids, 0 = background, 1..count in file order (later regions on top). */
   instances: Int32Array;

@@ -5,7 +5,9 @@
 
 /** The generator's full state, as plain JSON. */
 export interface RngState {
+  /** The algorithm, always "xoshiro128**". */
   kind: "xoshiro128**";
+  /** The four 32-bit state words (not all zero). */
   s: [number, number, number, number];
 }
 
@@ -22,6 +24,10 @@ function rotl(x: number, k: number): number {
   return ((x << k) | (x >>> (32 - k))) >>> 0;
 }
 
+/**
+ * A seedable xoshiro128** stream for the data layer (crops, flips, orders): deterministic for a
+ * seed, independent of libtorch's generators, and resumable through `getState` / `fromState`.
+ */
 export class Rng {
   #s = new Uint32Array(4);
 
@@ -39,17 +45,26 @@ export class Rng {
     if ((this.#s[0] | this.#s[1] | this.#s[2] | this.#s[3]) === 0) this.#s[0] = 1; // all-zero is a fixed point
   }
 
+  /**
+   * A generator continuing from a saved state.
+   * @throws TypeError when `state` is not a valid xoshiro128** state.
+   */
   static fromState(state: RngState): Rng {
     const r = new Rng(0);
     r.setState(state);
     return r;
   }
 
+  /** The full state, as plain JSON-safe data. */
   getState(): RngState {
     const s = this.#s;
     return { kind: "xoshiro128**", s: [s[0], s[1], s[2], s[3]] };
   }
 
+  /**
+   * Continues from a saved state.
+   * @throws TypeError when `state` is not a valid xoshiro128** state.
+   */
   setState(state: RngState): void {
     const ok = state?.kind === "xoshiro128**" && Array.isArray(state.s) && state.s.length === 4 &&
       state.s.every((w) => Number.isInteger(w) && w >= 0 && w < 2 ** 32) && state.s.some((w) => w !== 0);

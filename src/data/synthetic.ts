@@ -11,13 +11,17 @@ import { Rng } from "./rng.ts";
 /** Bump when the generator's output changes, so cached datasets are regenerated. */
 export const SYNTHETIC_VERSION = 1;
 
+/** What `generateSynthetic` makes. */
 export interface SyntheticOptions {
+  /** Number of tiles. */
   count: number;
   /** Side of the square tiles (default 256). */
   size?: number;
+  /** Seed of the whole set (default 0). */
   seed?: number;
 }
 
+/** One synthetic H&E tile with its nucleus labels. */
 export interface SyntheticSample {
   /** RGB tile. */
   image: Image;
@@ -339,24 +343,35 @@ function blur3(rgb: Float32Array, n: number): void {
   }
 }
 
+/** The size of the synthetic dataset `ensureSyntheticDataset` caches. */
 export interface SyntheticDatasetOptions {
   /** Tiles in each split (defaults 16 and 8). */
   train?: number;
+  /** Tiles in the test split (8). */
   test?: number;
+  /** Side of the square tiles in pixels (256). */
   size?: number;
+  /** Seed of the whole set (0). */
   seed?: number;
 }
 
+/** The files of one split, index-aligned. */
 export interface SyntheticSplit {
+  /** RGB tile PNGs. */
   images: string[];
+  /** Mask PNGs, 1 on nuclei, 0 elsewhere. */
   masks: string[];
   /** 8-bit instance maps (0 = background, 1..n one id per nucleus). */
   instances: string[];
 }
 
+/** The cached synthetic dataset's location and files. */
 export interface SyntheticDataset {
+  /** The cache folder. */
   dir: string;
+  /** The training split. */
   train: SyntheticSplit;
+  /** The test split. */
   test: SyntheticSplit;
   /** Whether this call wrote the files (false when the cache was already valid). */
   generated: boolean;

@@ -3,7 +3,9 @@ import type { Tensor } from "../tensor.ts";
 
 /** A checkpoint that cannot be read or written; the message starts with the file's path. */
 export class CheckpointError extends Error {
+  /** Always "CheckpointError". */
   override name = "CheckpointError";
+  /** An error for the file `path` saying `problem`, with `options.cause` (e.g. a LimitError). */
   constructor(readonly path: string, readonly problem: string, options?: ErrorOptions) {
     super(`${path}: ${problem}`, options);
   }
@@ -11,7 +13,9 @@ export class CheckpointError extends Error {
 
 /** An entry of a checkpoint that was not loaded, and why. */
 export interface SkippedEntry {
+  /** The entry's name in the file (a dotted path for nested dicts). */
   name: string;
+  /** Why it was skipped (not a tensor, a dtype mdm lacks, ...). */
   reason: string;
 }
 
@@ -21,6 +25,7 @@ export interface SkippedEntry {
  * The tensors belong to the caller: `dispose()` frees them all (or `using`, or an enclosing tidy).
  */
 export class LoadedTensors extends Map<string, Tensor> {
+  /** Tensors by name, with the file's metadata and the entries it skipped. */
   constructor(
     entries: Iterable<readonly [string, Tensor]> = [],
     readonly metadata: Readonly<Record<string, string>> = {},
@@ -29,10 +34,12 @@ export class LoadedTensors extends Map<string, Tensor> {
     super(entries);
   }
 
+  /** Frees every tensor in the map. */
   dispose(): void {
     for (const t of this.values()) t.dispose();
   }
 
+  /** Frees every tensor at the end of a `using` block; the same as `dispose()`. */
   [Symbol.dispose](): void {
     this.dispose();
   }

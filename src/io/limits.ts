@@ -44,7 +44,9 @@ export const MAX_DIMS = 64;
 
 /** A file that declares more than a limit allows. Readers throw it as the cause of their own error class. */
 export class LimitError extends RangeError {
+  /** Always "LimitError". */
   override name = "LimitError";
+  /** An error saying that `what` exceeds `limit` (= `max`) with `value`. */
   constructor(
     /** The limit that was exceeded. */
     readonly limit: keyof Limits,

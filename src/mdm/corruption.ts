@@ -4,12 +4,11 @@
 // file implementing this interface.
 import { full, randint } from "../create.ts";
 import type { Device } from "../device.ts";
-import type { FloatDType } from "../dtype.ts";
 import type { Generator } from "../random.ts";
-import type { Tensor } from "../tensor.ts";
+import type { FloatTensor as Images, Tensor } from "../tensor.ts";
 
-type Images = Tensor<FloatDType, Device>;
-type Timesteps = Tensor<"int64", Device>;
+/** Diffusion timesteps [B], one per image of a batch, each in [0, T). */
+export type Timesteps = Tensor<"int64", Device>;
 
 /**
  * The generators a corruption draws from, one per kind of draw, so that e.g. changing the mask code
@@ -24,10 +23,16 @@ export interface CorruptionStreams {
 
 /** A corrupted batch: the model's input and its regression target, both [B, C, H, W]. */
 export interface Corrupted {
+  /** What the model sees: the corrupted images [B, C, H, W]. */
   input: Images;
+  /** What the model must predict [B, C, H, W]: the clean images, or the noise. */
   target: Images;
 }
 
+/**
+ * A pre-training method's corruption: which timesteps to train at, and what it does to clean images
+ * at them. MDM's `PatchMasking` and DDPM's `GaussianNoise` implement it.
+ */
 export interface Corruption {
   /** Timesteps [n] for a batch of n images: the model's time input and the corruption's strength. */
   timesteps(n: number, generator: Generator): Timesteps;
@@ -38,6 +43,7 @@ export interface Corruption {
 /**
  * Timesteps drawn uniformly from [0, steps), or all `fixedT` (the paper's "no diffusion"
  * ablation) without drawing.
+ * @throws TorchError when `steps` is not positive.
  */
 export function uniformTimesteps(
   n: number,

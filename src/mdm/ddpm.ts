@@ -9,9 +9,13 @@ import { tidy } from "../scope.ts";
 import type { Tensor } from "../tensor.ts";
 import { type Corrupted, type Corruption, type CorruptionStreams, uniformTimesteps } from "./corruption.ts";
 
+/** guided-diffusion's named noise schedules: "linear" (Ho et al.) or "cosine" (Nichol and Dhariwal). */
 export type BetaSchedule = "linear" | "cosine";
 
-/** guided-diffusion's get_named_beta_schedule, in float64. */
+/**
+ * guided-diffusion's get_named_beta_schedule, in float64.
+ * @throws RangeError when `steps` is not a positive integer; TypeError for an unknown schedule.
+ */
 export function betaSchedule(kind: BetaSchedule, steps = 1000): Float64Array {
   if (!Number.isInteger(steps) || steps <= 0) {
     throw new RangeError(`betaSchedule: steps must be a positive integer, got ${steps}`);
@@ -32,11 +36,17 @@ export function betaSchedule(kind: BetaSchedule, steps = 1000): Float64Array {
 
 /** Noise schedule tables, computed once in float64 like guided-diffusion's GaussianDiffusion. */
 export class Diffusion {
+  /** β_t for t = 0 .. steps-1. */
   readonly betas: Float64Array;
+  /** ᾱ_t = Π_{s≤t} (1 − β_s) for t = 0 .. steps-1. */
   readonly alphasCumprod: Float64Array;
   readonly #sqrtAcp: Float32Array;
   readonly #sqrtOneMinusAcp: Float32Array;
 
+  /**
+   * The tables of `schedule` over `steps` diffusion steps.
+   * @throws RangeError when `steps` is not a positive integer; TypeError for an unknown schedule.
+   */
   constructor(readonly schedule: BetaSchedule = "linear", readonly steps = 1000) {
     this.betas = betaSchedule(schedule, steps);
     this.alphasCumprod = new Float64Array(steps);
@@ -46,7 +56,10 @@ export class Diffusion {
     this.#sqrtOneMinusAcp = Float32Array.from(this.alphasCumprod, (a) => Math.sqrt(1 - a));
   }
 
-  /** x_t = √ᾱ_t·x0 + √(1−ᾱ_t)·ε, per sample. */
+  /**
+   * x_t = √ᾱ_t·x0 + √(1−ᾱ_t)·ε, per sample.
+   * @throws TypeError naming the shapes when x0 and noise differ.
+   */
   // x0, noise [B, ...], t [B] -> [B, ...]
   qSample<V extends Device>(
     x0: Tensor<FloatDType, V>,
@@ -84,8 +97,10 @@ export class Diffusion {
  * epsilon objective) or the clean image.
  */
 export class GaussianNoise implements Corruption {
+  /** The schedule tables q_sample uses. */
   readonly diffusion: Diffusion;
 
+  /** Gaussian noising with the given schedule, steps T, target and timestep choice, on `opts.device`. */
   constructor(
     readonly opts: {
       schedule: BetaSchedule;
@@ -100,10 +115,12 @@ export class GaussianNoise implements Corruption {
     this.diffusion = new Diffusion(opts.schedule, opts.steps);
   }
 
+  /** Timesteps [n] drawn uniformly from [0, T) with `generator`, or all `fixedT`. */
   timesteps(n: number, generator: Generator): Tensor<"int64", Device> {
     return uniformTimesteps(n, this.opts.steps, this.opts.fixedT, this.opts.device, generator);
   }
 
+  /** Noises x0 [B, C, H, W] at timesteps t [B] with noise from `streams.noise`; the target is that noise or x0. */
   apply(x0: Tensor<FloatDType, Device>, t: Tensor<"int64", Device>, streams: CorruptionStreams): Corrupted {
     const noise = randn(x0.shape, { device: x0.device, generator: streams.noise });
     return { input: this.diffusion.qSample(x0, t, noise), target: this.opts.target === "noise" ? noise : x0 };

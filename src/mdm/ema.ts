@@ -6,6 +6,11 @@ import type { Module } from "../nn/module.ts";
 import { keep } from "../scope.ts";
 import type { Tensor } from "../tensor.ts";
 
+/**
+ * The exponential moving average of a model's parameters (guided-diffusion's EMA, which it samples
+ * from and saves as ema_RATE.pt): `update()` after each optimizer step, `swapIntoModel()` to
+ * evaluate with the averages.
+ */
 export class Ema {
   /** The averaged weights, keyed like the model's state dict (what ema.safetensors holds). */
   readonly weights: Map<string, Tensor<FloatDType>>;

@@ -8,6 +8,7 @@ import { tidy } from "../scope.ts";
 import type { Tensor } from "../tensor.ts";
 import { type Corrupted, type Corruption, type CorruptionStreams, uniformTimesteps } from "./corruption.ts";
 
+/** Options of `maskPatches`. */
 export interface MaskOptions {
   /** Patch side in pixels (8 in the paper). */
   patchSize?: number;
@@ -22,6 +23,7 @@ export interface MaskOptions {
   generator?: Generator;
 }
 
+/** The result of `maskPatches`. */
 export interface Masked<V extends Device> {
   /** The images with the masked patches set to 0 (mid-grey in [-1, 1]). */
   images: Tensor<FloatDType, V>;
@@ -32,6 +34,9 @@ export interface Masked<V extends Device> {
 /**
  * Masks L − floor(L·(1 − r)) random patches of each image, r set by its timestep; a fresh random
  * patch order per sample, all samples at once.
+ * Images x [B, C, H, W] and timesteps t [B] (a tensor or numbers in [0, T]) give the masked images
+ * [B, C, H, W] and the mask [B, L], L = (H/p)·(W/p).
+ * @throws TypeError when x is not 4-D or t does not hold one timestep per image; RangeError when the patch size does not tile the images.
  */
 // x [B, C, H, W], t [B] -> images [B, C, H, W], mask [B, L] with L = (H/p)·(W/p)
 export function maskPatches<V extends Device>(
@@ -70,6 +75,7 @@ export function maskPatches<V extends Device>(
 
 /** MDM's corruption: patches masked at a timestep-set ratio; the target is the clean image. */
 export class PatchMasking implements Corruption {
+  /** Patch masking with the given patch size, steps T, ratio rule and timestep choice, on `opts.device`. */
   constructor(
     readonly opts: {
       patchSize: number;
@@ -82,10 +88,12 @@ export class PatchMasking implements Corruption {
     },
   ) {}
 
+  /** Timesteps [n] drawn uniformly from [0, T) with `generator`, or all `fixedT`. */
   timesteps(n: number, generator: Generator): Tensor<"int64", Device> {
     return uniformTimesteps(n, this.opts.steps, this.opts.fixedT, this.opts.device, generator);
   }
 
+  /** Masks x0 [B, C, H, W] at timesteps t [B] with patch orders from `streams.mask`; the target is x0. */
   apply(x0: Tensor<FloatDType, Device>, t: Tensor<"int64", Device>, streams: CorruptionStreams): Corrupted {
     const { images } = maskPatches(x0, t, {
       patchSize: this.opts.patchSize,

@@ -7,9 +7,11 @@ import { cat, conv2d } from "../functional.ts";
 import { tidy } from "../scope.ts";
 import type { Tensor } from "../tensor.ts";
 
+/** The window and constants of `ssim` and `ssimLoss` (the MDM release's by default). */
 export interface SsimOptions {
   /** Side of the Gaussian window (5 in the release, 11 in Wang et al. 2004). */
   windowSize?: number;
+  /** Standard deviation of the Gaussian window in pixels (1.5). */
   sigma?: number;
   /** The dynamic range L in C1 = (0.01·L)², C2 = (0.03·L)². The release uses 1 on [-1, 1] data. */
   dataRange?: number;
@@ -17,7 +19,10 @@ export interface SsimOptions {
   padding?: number;
 }
 
-/** The normalised 1-D Gaussian, exp(-(i - w/2)² / 2σ²). */
+/**
+ * The normalised 1-D Gaussian, exp(-(i - w/2)² / 2σ²).
+ * `windowSize` weights (sigma in pixels) centred on index floor(windowSize / 2), summing to 1.
+ */
 export function gaussian(windowSize: number, sigma: number): number[] {
   const c = Math.floor(windowSize / 2);
   const g = Array.from({ length: windowSize }, (_, i) => Math.exp(-((i - c) ** 2) / (2 * sigma * sigma)));
@@ -25,7 +30,12 @@ export function gaussian(windowSize: number, sigma: number): number[] {
   return g.map((v) => v / s);
 }
 
-/** The SSIM map of two image batches, per channel (depth-wise window). */
+/**
+ * The SSIM map of two image batches, per channel (depth-wise window).
+ * x and y [B, C, H, W] of one shape -> [B, C, H', W'] (H' = H with the default padding), each
+ * value in [-1, 1].
+ * @throws TypeError naming the shapes when x and y are not 4-D or differ.
+ */
 // x, y [B, C, H, W] -> [B, C, H', W'] (H' = H with the default padding)
 export function ssim<V extends Device>(
   x: Tensor<FloatDType, V>,
@@ -61,7 +71,11 @@ export function ssim<V extends Device>(
   });
 }
 
-/** The MDM loss: mean over B, C, H, W of clamp(1 − SSIM, 0, 1) / 2. */
+/**
+ * The MDM loss: mean over B, C, H, W of clamp(1 − SSIM, 0, 1) / 2.
+ * pred and target [B, C, H, W] -> a scalar tensor in [0, 1].
+ * @throws TypeError naming the shapes when they are not 4-D or differ.
+ */
 export function ssimLoss<V extends Device>(
   pred: Tensor<FloatDType, V>,
   target: Tensor<FloatDType, V>,

@@ -14,16 +14,22 @@ export type Init = (shape: readonly number[], opts: { dtype: FloatDType; device:
 
 /** What loading weights into a model found besides the keys it loaded. */
 export interface LoadReport {
+  /** Keys whose values were loaded. */
   loaded: string[];
+  /** Keys the model has and the weights lack (left initialised). */
   missing: string[];
+  /** Keys the weights hold that no parameter or buffer asked for. */
   unexpected: string[];
+  /** Keys present in both with different shapes: the model's (`expected`) and the file's (`got`). */
   mismatched: { key: string; expected: readonly number[]; got: readonly number[] }[];
 }
 
 /** The tensors of one model, keyed by their full state-dict names. */
 export class ParamStore {
-  readonly params = new Map<string, Tensor<FloatDType>>();
-  readonly buffers = new Map<string, Tensor>();
+  /** Trainable parameters by full state-dict key. */
+  readonly params: Map<string, Tensor<FloatDType>> = new Map();
+  /** Buffers (saved, not trained: running statistics) by full state-dict key. */
+  readonly buffers: Map<string, Tensor> = new Map();
   /** Dropout and batch norm read this; `Module.train()` and `eval()` set it. */
   training = true;
   /** Lay out 2-D convolution weights channels-last (NHWC strides), see `Tensor.toMemoryFormat`. */
@@ -92,7 +98,13 @@ export class ParamStore {
   }
 }
 
+/**
+ * Creates parameters and buffers under a name prefix in a `ParamStore`, so that each tensor's key
+ * is the path of the module that made it (`input_blocks.1.0.in_layers.2.weight`), as in PyTorch.
+ * Get a root builder from `rootBuilder()`; each module hands `vb.pp(name)` to its children.
+ */
 export class VarBuilder {
+  /** A builder adding `prefix.` to the names it creates in `store` (no prefix at the root). */
   constructor(readonly store: ParamStore, readonly prefix = "") {}
 
   /** A builder for a child module: its names are prefixed with `name.`. */
@@ -100,6 +112,7 @@ export class VarBuilder {
     return new VarBuilder(this.store, this.key(String(name)));
   }
 
+  /** The full state-dict key of `name` under this builder's prefix. */
   key(name: string): string {
     return this.prefix ? `${this.prefix}.${name}` : name;
   }
@@ -107,6 +120,7 @@ export class VarBuilder {
   /**
    * Creates a trainable parameter under this builder's prefix: the store's loaded value for the
    * key when it has one of this shape, otherwise `init`'s.
+   * @throws Error naming the key when it is defined twice; TypeError when a loaded value is not floating point.
    */
   param(name: string, shape: readonly number[], init: Init): Tensor<FloatDType> {
     const key = this.key(name);
@@ -126,6 +140,7 @@ export class VarBuilder {
    * Creates a buffer (state that is saved but not trained, such as running statistics): the
    * store's loaded value for the key when it has one of this shape (converted to `value`'s dtype,
    * and `value` disposed), otherwise `value`.
+   * @throws Error naming the key when it is defined twice.
    */
   buffer<D extends DType>(name: string, value: Tensor<D>): Tensor<D> {
     const key = this.key(name);

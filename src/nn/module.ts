@@ -8,10 +8,17 @@ import { type LoadReport, ParamStore, VarBuilder } from "./builder.ts";
 
 export type { LoadReport };
 
+/** Tensors by state-dict key (the live tensors of a model, or values to load into one). */
 export type StateDict = Map<string, Tensor>;
 
+/**
+ * A state dict that does not fit a model: the message lists the missing and unexpected keys and the
+ * shape mismatches (up to eight of each).
+ */
 export class StateDictError extends Error {
+  /** Always "StateDictError". */
   override name = "StateDictError";
+  /** Describes `report`'s missing, unexpected and mis-shaped keys. */
   constructor(readonly report: LoadReport) {
     const parts: string[] = [];
     const list = (xs: string[]) => xs.slice(0, 8).join(", ") + (xs.length > 8 ? `, ... (${xs.length} in all)` : "");
@@ -28,15 +35,25 @@ export class StateDictError extends Error {
   }
 }
 
+/**
+ * The base of every layer and model: a view of a shared `ParamStore` under the module's name
+ * prefix, with PyTorch's state-dict keys, train/eval mode, parameter lists and device/dtype moves.
+ * A subclass creates its parameters and child modules in its constructor through the `VarBuilder`
+ * it is given, and defines its own `forward`.
+ */
 export abstract class Module {
+  /** The store holding the whole model's tensors (shared by every module of the model). */
   readonly store: ParamStore;
+  /** This module's key prefix in the store ("" for the root module). */
   readonly prefix: string;
 
+  /** Binds the module to `vb`'s store and prefix; create parameters with `vb.param`. */
   constructor(vb: VarBuilder) {
     this.store = vb.store;
     this.prefix = vb.prefix;
   }
 
+  /** Whether the model is in training mode (dropout and batch-norm statistics on). */
   get training(): boolean {
     return this.store.training;
   }
@@ -47,6 +64,7 @@ export abstract class Module {
     return this;
   }
 
+  /** Switches the whole model to evaluation behaviour; the same as `train(false)`. */
   eval(): this {
     return this.train(false);
   }
@@ -62,10 +80,12 @@ export abstract class Module {
     return this.#own(this.store.params);
   }
 
+  /** This module's parameters (the live tensors), in `namedParameters` order. */
   parameters(): Tensor<FloatDType>[] {
     return this.namedParameters().map(([, t]) => t);
   }
 
+  /** The number of trainable elements in this module's parameters. */
   numParameters(): number {
     return this.parameters().reduce((n, t) => n + t.numel, 0);
   }
@@ -79,6 +99,7 @@ export abstract class Module {
    * Copies values into the module's tensors (converting dtype and device as needed). Strict mode
    * rejects missing keys, unexpected keys and shape mismatches, naming them; otherwise the matching
    * keys are loaded and the rest reported.
+   * @throws StateDictError in strict mode, naming the missing, unexpected and mis-shaped keys.
    */
   loadStateDict(dict: StateDict | Record<string, Tensor>, opts: { strict?: boolean } = {}): LoadReport {
     const source = dict instanceof Map ? dict : new Map(Object.entries(dict));

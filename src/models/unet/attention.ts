@@ -1,17 +1,15 @@
 // guided-diffusion's AttentionBlock: GN, a 1×1 qkv conv, multi-head self-attention over the
 // spatial positions with the softmax in float32, a zero-initialised 1×1 projection, residual add.
-import type { Device } from "../../device.ts";
-import type { FloatDType } from "../../dtype.ts";
 import * as F from "../../functional.ts";
 import { tidy } from "../../scope.ts";
-import type { Tensor } from "../../tensor.ts";
+import type { FloatTensor as Activations } from "../../tensor.ts";
 import type { VarBuilder } from "../../nn/builder.ts";
 import { Conv1d, GroupNorm } from "../../nn/layers.ts";
 import { Module } from "../../nn/module.ts";
 
-type Activations = Tensor<FloatDType, Device>;
-
+/** Head layout of an `AttentionBlock`. */
 export interface AttentionOptions {
+  /** Attention heads when numHeadChannels is -1 (1). */
   numHeads?: number;
   /** Channels per head; when not -1 it sets the head count. */
   numHeadChannels?: number;
@@ -19,13 +17,26 @@ export interface AttentionOptions {
   useNewAttentionOrder?: boolean;
 }
 
+/**
+ * guided-diffusion's AttentionBlock: GroupNorm, a 1×1 qkv convolution, multi-head self-attention
+ * over all spatial positions, a zero-initialised 1×1 projection, and a residual connection.
+ */
 export class AttentionBlock extends Module {
+  /** The number of heads. */
   readonly numHeads: number;
+  /** The input norm (key `norm`). */
   readonly norm: GroupNorm;
+  /** The 1×1 convolution making q, k and v (key `qkv`). */
   readonly qkv: Conv1d;
+  /** The zero-initialised output projection (key `proj_out`). */
   readonly projOut: Conv1d;
+  /** Whether q, k, v are split before the heads (useNewAttentionOrder). */
   readonly newOrder: boolean;
 
+  /**
+   * Self-attention over `channels` channels under `vb`.
+   * @throws RangeError when `channels` does not split into the heads.
+   */
   constructor(vb: VarBuilder, readonly channels: number, attention: AttentionOptions = {}) {
     super(vb);
     const headChannels = attention.numHeadChannels ?? -1;
@@ -47,6 +58,7 @@ export class AttentionBlock extends Module {
   }
 
   // [N, C, H, W] -> [N, C, H, W]
+  /** Applies attention to x [N, C, H, W] -> [N, C, H, W] (the same dtype and memory layout). */
   forward(x: Activations): Activations {
     return tidy(() => {
       const [b, c, ...spatial] = x.shape;

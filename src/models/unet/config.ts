@@ -1,17 +1,29 @@
 // guided-diffusion's UNet configuration, camelCased, with its defaults and the paper's presets.
 
+/**
+ * guided-diffusion's UNet hyper-parameters (create_model's arguments, camelCased). Give a partial
+ * config with `imageSize` to `new UNet(...)` or `resolveConfig`; the rest take guided-diffusion's defaults.
+ */
 export interface UNetConfig {
+  /**
+   * Side of the (square) training images in pixels; picks the default channelMult. Inputs may be any size divisible by 2^(levels-1).
+   */
   imageSize: number;
+  /** Input image channels (3). */
   inChannels: number;
+  /** Base channel count, multiplied per level by channelMult (128). */
   modelChannels: number;
   /** Defaults to 3, or 6 with learnSigma. */
   outChannels: number;
+  /** ResBlocks per level in the encoder (the decoder has one more) (2). */
   numResBlocks: number;
   /** Feature-map resolutions (in pixels) that get attention, e.g. [32, 16, 8]. */
   attentionResolutions: number[];
   /** Channel multiplier per level; by default chosen from imageSize as guided-diffusion does. */
   channelMult: number[];
+  /** Dropout rate in the ResBlocks, in [0, 1) (0). */
   dropout: number;
+  /** Attention heads when numHeadChannels is -1 (4). */
   numHeads: number;
   /** Channels per head; when set (not -1) it decides the head count instead of numHeads. */
   numHeadChannels: number;
@@ -19,8 +31,13 @@ export interface UNetConfig {
   numHeadsUpsample: number;
   /** Up/down-sample with ResBlocks instead of (conv) Upsample/Downsample layers. */
   resblockUpdown: boolean;
+  /**
+   * Condition the ResBlocks on the timestep by scale and shift of the second norm (FiLM) rather than by addition (true).
+   */
   useScaleShiftNorm: boolean;
+  /** Split q, k, v before the heads (QKVAttention) instead of after (QKVAttentionLegacy) (false). */
   useNewAttentionOrder: boolean;
+  /** Output learned variances as well (outChannels 6 instead of 3) (false). */
   learnSigma: boolean;
   /** Upsample/Downsample with a conv (guided-diffusion's conv_resample). */
   convResample: boolean;
@@ -34,7 +51,10 @@ export interface UNetConfig {
   channelsLast: boolean;
 }
 
-/** guided-diffusion's channel_mult for each image size (create_model). */
+/**
+ * guided-diffusion's channel_mult for each image size (create_model).
+ * @throws RangeError for an image size without a default (other than 64, 128, 256, 512).
+ */
 export function defaultChannelMult(imageSize: number): number[] {
   switch (imageSize) {
     case 512:
@@ -49,7 +69,10 @@ export function defaultChannelMult(imageSize: number): number[] {
   throw new RangeError(`UNet: no default channelMult for imageSize ${imageSize}; give channelMult`);
 }
 
-/** Fills in guided-diffusion's defaults (model_and_diffusion_defaults) and validates. */
+/**
+ * Fills in guided-diffusion's defaults (model_and_diffusion_defaults) and validates.
+ * @throws RangeError naming the first invalid field (a non-positive size, channels that GroupNorm's 32 groups do not divide, a dropout outside [0, 1), an attention resolution that does not divide imageSize).
+ */
 export function resolveConfig(c: Partial<UNetConfig> & { imageSize: number }): UNetConfig {
   const learnSigma = c.learnSigma ?? false;
   const cfg: UNetConfig = {

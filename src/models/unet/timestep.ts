@@ -6,6 +6,10 @@ import type { Tensor } from "../../tensor.ts";
 import { tidy } from "../../scope.ts";
 
 // [B] integer or float timesteps -> [B, dim] float32: cat(cos(t·f), sin(t·f)), f_i = 10000^(-i/half)
+/**
+ * Sinusoidal timestep embedding (guided-diffusion's timestep_embedding): t [B] (integer or float
+ * timesteps) -> [B, dim] float32, cat(cos(t·f), sin(t·f)) with f_i = maxPeriod^(-i/half), zero-padded for odd `dim`.
+ */
 export function timestepEmbedding<V extends Device>(
   t: Tensor<"int64" | "int32" | "float32" | "float64", V>,
   dim: number,

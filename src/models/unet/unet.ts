@@ -1,10 +1,9 @@
 // guided-diffusion's UNetModel: encoder (input_blocks), middle_block, decoder (output_blocks) with
 // skip connections, conditioned on the timestep. State-dict keys equal guided-diffusion's.
 import type { Device } from "../../device.ts";
-import type { FloatDType } from "../../dtype.ts";
 import { cat } from "../../functional.ts";
 import { tidy } from "../../scope.ts";
-import type { Tensor } from "../../tensor.ts";
+import type { FloatTensor as Activations, Tensor } from "../../tensor.ts";
 import type { VarBuilder } from "../../nn/builder.ts";
 import { Conv2d, Downsample, GroupNorm, Linear, Upsample } from "../../nn/layers.ts";
 import { Module, rootBuilder } from "../../nn/module.ts";
@@ -13,7 +12,6 @@ import { resolveConfig, type UNetConfig } from "./config.ts";
 import { ResBlock } from "./resblock.ts";
 import { timestepEmbedding } from "./timestep.ts";
 
-type Activations = Tensor<FloatDType, Device>;
 type Layer = ResBlock | AttentionBlock | Conv2d | Upsample | Downsample;
 
 /** guided-diffusion's TimestepEmbedSequential: layers applied in turn, ResBlocks also get emb. */
@@ -28,6 +26,7 @@ class EmbedSequential {
   }
 }
 
+/** What `UNet.forward` returns besides the output: decoder features for segmentation. */
 export interface ForwardOptions {
   /** Indices into output_blocks whose outputs to return, in this order. */
   capture?: readonly number[];
@@ -38,23 +37,50 @@ export interface ForwardOptions {
   stopAfterCapture?: boolean;
 }
 
+/** The outputs of `UNet.forward`. */
 export interface ForwardResult {
+  /** The prediction [N, C_out, H, W] in float32, or null when `stopAfterCapture` skipped it. */
   output: Activations | null;
   /** The captured decoder-block outputs, in the order asked for. */
   features: Activations[];
 }
 
+/**
+ * guided-diffusion's UNetModel: an encoder (input_blocks), a middle block and a decoder
+ * (output_blocks) with skip connections, conditioned on the timestep; ResBlocks with GroupNorm and
+ * attention at the configured resolutions. Parameter keys equal guided-diffusion's, so its state
+ * dicts load as they are.
+ */
 export class UNet extends Module {
+  /** The configuration, with every default filled in. */
   readonly config: UNetConfig;
+  /** The timestep embedding's two linear layers (time_embed.0 and time_embed.2). */
   readonly timeEmbed: [Linear, Linear];
+  /**
+   * The encoder's blocks (input_blocks).
+   * @internal
+   */
   readonly inputBlocks: EmbedSequential[] = [];
+  /**
+   * The middle block (middle_block).
+   * @internal
+   */
   readonly middleBlock: EmbedSequential;
+  /**
+   * The decoder's blocks (output_blocks).
+   * @internal
+   */
   readonly outputBlocks: EmbedSequential[] = [];
   readonly #outputChannels: number[] = [];
+  /** The output norm (out.0). */
   readonly outNorm: GroupNorm;
+  /** The output convolution (out.2), zero-initialised. */
   readonly outConv: Conv2d;
 
-  /** Builds a freshly initialised UNet, or one under `vb` to nest it in a larger model. */
+  /**
+   * Builds a freshly initialised UNet, or one under `vb` to nest it in a larger model.
+   * @throws RangeError naming the invalid config field (see `resolveConfig`).
+   */
   constructor(config: Partial<UNetConfig> & { imageSize: number }, vb: VarBuilder = rootBuilder()) {
     super(vb);
     const c = this.config = resolveConfig(config);
@@ -137,7 +163,10 @@ export class UNet extends Module {
     this.outConv = new Conv2d(vb.pp("out").pp(2), inputCh, c.outChannels, 3, { padding: 1, zeroInit: true });
   }
 
-  /** Channels of decoder block `i`'s output. */
+  /**
+   * Channels of decoder block `i`'s output.
+   * @throws RangeError when there is no decoder block `i`.
+   */
   decoderChannels(i: number): number {
     const c = this.#outputChannels[i];
     if (c === undefined) {
@@ -153,6 +182,12 @@ export class UNet extends Module {
 
   // x [N, C_in, H, W] float32, t [N] timesteps -> output [N, C_out, H, W] float32 and the captured
   // decoder features [N, C_k, H_k, W_k] (in the torso's dtype).
+  /**
+   * Runs the model on images x [N, C_in, H, W] (float32, any range; [-1, 1] in pre-training) at
+   * timesteps t [N]: the output [N, C_out, H, W] in float32 and the captured decoder-block outputs
+   * [N, C_k, H_k, W_k] in the torso's dtype. H and W must be multiples of 2^(levels-1).
+   * @throws TypeError naming the shapes when x or t do not fit; RangeError for a capture index that is not a decoder block.
+   */
   forward(
     x: Activations,
     t: Tensor<"int64" | "int32" | "float32" | "float64", Device>,
