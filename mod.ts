@@ -1,49 +1,36 @@
 /**
  * mdm: masked diffusion models in TypeScript on libtorch.
  *
- * This module exports the tensor layer: typed tensor handles, memory scopes, autograd and
- * optimizers.
+ * This module exports the whole library. Each part is also a module of its own, for a tool that
+ * needs only that part:
+ *
+ * - `tensor` (`./api/tensor.ts`): typed tensors, memory scopes, autograd, optimizers, `F`, runtime.
+ * - `nn` (`./api/nn.ts`): `Module`, `VarBuilder`, layers and initialisers.
+ * - `unet` (`./api/unet.ts`): guided-diffusion's UNet and its configuration.
+ * - `mdm` (`./api/mdm.ts`): patch masking, SSIM, DDPM, the EMA, `Pretrainer` and training checkpoints.
+ * - `segment` (`./api/segment.ts`): decoder features, pixel heads, sliding windows, metrics, protocols.
+ * - `data` (`./api/data.ts`): image and array files, annotations, image folders, datasets.
+ * - `io` (`./api/io.ts`): safetensors and `.pt` checkpoints, model weights, resource limits.
+ * - `dist` (`./api/dist.ts`): process groups for distributed training.
+ *
+ * ```ts
+ * import { full, manualSeed, maskPatches, rand, ssimLoss, tidy, UNet } from "./mod.ts";
+ *
+ * manualSeed(0);
+ * const unet = new UNet({ imageSize: 32, modelChannels: 32, channelMult: [1, 2], attentionResolutions: [16] });
+ * const loss = tidy(() => {
+ *   const x = rand([2, 3, 32, 32]).mul(2).sub(1); // two images in [-1, 1]
+ *   const { images } = maskPatches(x, [500, 500]); // half of the 8×8 patches hidden
+ *   return ssimLoss(unet.forward(images, full([2], 500, { dtype: "int64" })).output!, x).item();
+ * });
+ * ```
  * @module
  */
-export { defaultDevice, type Device, setDefaultDevice } from "./src/device.ts";
-export { type DType, type FloatDType, type HostArray, type IntDType } from "./src/dtype.ts";
-export { DisposedError, TorchError } from "./src/error.ts";
-export { liveTensors, Tensor, type ToOptions } from "./src/tensor.ts";
-export { keep, tidy } from "./src/scope.ts";
-export {
-  arange,
-  bernoulli,
-  type CreateOptions,
-  full,
-  linspace,
-  ones,
-  rand,
-  randint,
-  randn,
-  type RandomOptions,
-  randperm,
-  tensor,
-  zeros,
-} from "./src/create.ts";
-export { Generator, getRngState, manualSeed, setRngState } from "./src/random.ts";
-export { enableGrad, isGradEnabled, noGrad } from "./src/autograd.ts";
-export { Adam, type AdamOptions, AdamW, type Optimizer, SGD, type SGDOptions } from "./src/optim.ts";
-export {
-  type CpuMemoryStats,
-  cpuMemoryStats,
-  cudaAvailable,
-  cudaDeviceCount,
-  emptyCpuCache,
-  getNumThreads,
-  resetCpuPeakMemory,
-  setBlasThreads,
-  setNumThreads,
-  synchronize,
-  torchVersion,
-} from "./src/runtime.ts";
-export * as F from "./src/functional.ts";
-export { cat, stack, where } from "./src/functional.ts";
-export { CheckpointError, LoadedTensors, type SkippedEntry } from "./src/io/common.ts";
-export { loadSafetensors, saveSafetensors } from "./src/io/safetensors.ts";
-export { loadPt } from "./src/io/pt.ts";
-export { loadCheckpoint, loadModel, loadModelWeights } from "./src/io/weights.ts";
+export * from "./api/tensor.ts";
+export * from "./api/nn.ts";
+export * from "./api/unet.ts";
+export * from "./api/mdm.ts";
+export * from "./api/segment.ts";
+export * from "./api/data.ts";
+export * from "./api/io.ts";
+export * from "./api/dist.ts";
