@@ -23,14 +23,13 @@ function perCall(fn: () => void, n: number, repeats = 5): number {
 }
 
 async function cppFloor(): Promise<number> {
-  const exe = new URL("../build/add_floor", import.meta.url).pathname;
+  const { includes, libs, tag } = libtorchFlags();
+  const exe = new URL(`../build/add_floor-${tag}`, import.meta.url).pathname;
   const src = new URL("./add_floor.cpp", import.meta.url).pathname;
   try {
     await Deno.stat(exe);
   } catch {
-    const { includes, libs } = libtorchFlags();
-    const c = await new Deno.Command("g++", { args: ["-O2", "-std=c++17", ...includes, src, "-o", exe, ...libs] })
-      .output();
+    const c = await new Deno.Command("g++", { args: ["-O2", ...includes, src, "-o", exe, ...libs] }).output();
     if (!c.success) throw new Error(new TextDecoder().decode(c.stderr));
   }
   const out = await new Deno.Command(exe, { args: [String(ADD_N)] }).output();

@@ -3,21 +3,23 @@
 // same work on the same libtorch and threads (bench/pretrain_torch.py), batched and in the
 // authors' per-sample style. All three train on the synthetic dataset's PNGs.
 //
-//   deno run -A bench/pretrain.ts [--threads N] [--only small|medium] [--rounds R] [--cache DIR]
+//   deno run -A bench/pretrain.ts [--threads N] [--only small|medium|gd-small|paper] [--rounds R]
+//                                 [--cache DIR] [--device cpu|cuda]
 //
 // Each round runs every side once in its own process (warm-up, then best of `repeats` timed runs
 // of `steps` steps); sides alternate within a round so that a noisy neighbour hits all of them,
 // and each figure is the best over the rounds.
-import { setNumThreads, tidy } from "../mod.ts";
+import { type Device, setNumThreads, tidy } from "../mod.ts";
 import { RandomCropLoader } from "../src/data/folder.ts";
 import { readImage } from "../src/data/image.ts";
 import { ensureSyntheticDataset } from "../src/data/synthetic.ts";
 import { PRETRAIN_DEFAULTS, Pretrainer } from "../src/mdm/pretrain.ts";
-import { denoJson, flag, pythonJson, report } from "./util.ts";
+import { denoJson, flag, npyCopies, pythonJson, report } from "./util.ts";
 
 const threads = Number(flag("threads") ?? 2);
 const rounds = Number(flag("rounds") ?? 2);
 const cache = flag("cache") ?? ".cache/synthetic";
+const device = (flag("device") ?? "cpu") as Device;
 const EMA_RATE = 0.9999;
 
 // UNet settings beyond these are mdm's defaults (numHeads 4, scale-shift norm on, no
@@ -37,8 +39,41 @@ const CONFIGS = {
     warmup: 2,
     unet: { imageSize: 64, modelChannels: 64, channelMult: [1, 2, 2, 4], attentionResolutions: [16], numResBlocks: 2 },
   },
+  // guided-diffusion's usual settings: up/down-sampling ResBlocks, scale-shift norm, 32-channel heads.
+  "gd-small": {
+    batch: 8,
+    steps: 8,
+    repeats: 3,
+    warmup: 2,
+    unet: {
+      imageSize: 32,
+      modelChannels: 32,
+      channelMult: [1, 2],
+      attentionResolutions: [16],
+      numResBlocks: 2,
+      resblockUpdown: true,
+      numHeadChannels: 32,
+    },
+  },
+  // The paper's medical model on 256² crops (a GPU's size), batch 8 of the paper's 128.
+  paper: {
+    batch: 8,
+    steps: 5,
+    repeats: 2,
+    warmup: 2,
+    unet: {
+      imageSize: 256,
+      modelChannels: 192,
+      channelMult: [1, 1, 2, 2, 4, 4],
+      attentionResolutions: [32, 16, 8],
+      numResBlocks: 2,
+      resblockUpdown: true,
+      numHeadChannels: 64,
+    },
+  },
 };
 type Name = keyof typeof CONFIGS;
+const DEFAULT_RUN: Name[] = ["small", "medium", "gd-small"];
 
 async function imagePaths(): Promise<string[]> {
   const set = await ensureSyntheticDataset(cache, {});
@@ -48,7 +83,7 @@ async function imagePaths(): Promise<string[]> {
 async function mdmSide(name: Name): Promise<{ step_ms: number; loss: number }> {
   return await denoJson(
     new URL(import.meta.url).pathname,
-    ["--child", name, "--threads", String(threads), "--cache", cache],
+    ["--child", name, "--threads", String(threads), "--cache", cache, "--device", device],
     `mdm side of ${name}`,
   );
 }
@@ -65,6 +100,7 @@ async function child(name: Name) {
     batch: c.batch,
     microBatch: c.batch,
     emaRate: EMA_RATE,
+    device,
   });
   let loss = NaN;
   const step = () => {
@@ -83,8 +119,8 @@ async function child(name: Name) {
 if (Deno.args.includes("--child")) {
   await child(flag("child") as Name);
 } else {
-  const names = (flag("only") ? [flag("only")] : Object.keys(CONFIGS)) as Name[];
-  const paths = await imagePaths();
+  const names = (flag("only")?.split(",") ?? DEFAULT_RUN) as Name[];
+  const paths = await npyCopies(await imagePaths(), Deno.makeTempDirSync({ prefix: "mdm-bench-pretrain-" }), "rgb");
   const script = new URL("./pretrain_torch.py", import.meta.url).pathname;
   for (const name of names) {
     const c = CONFIGS[name];
@@ -93,6 +129,7 @@ if (Deno.args.includes("--child")) {
         JSON.stringify({
           style,
           threads,
+          device,
           batch: c.batch,
           steps: c.steps,
           repeats: c.repeats,
@@ -104,6 +141,8 @@ if (Deno.args.includes("--child")) {
           channel_mult: c.unet.channelMult,
           attention_resolutions: c.unet.attentionResolutions,
           num_res_blocks: c.unet.numResBlocks,
+          resblock_updown: "resblockUpdown" in c.unet ? c.unet.resblockUpdown : false,
+          num_head_channels: "numHeadChannels" in c.unet ? c.unet.numHeadChannels : -1,
         }),
       ]);
     const best = { mdm: Infinity, batched: Infinity, loop: Infinity };
@@ -117,7 +156,8 @@ if (Deno.args.includes("--child")) {
       best.batched = Math.min(best.batched, b.step_ms);
       best.loop = Math.min(best.loop, l.step_ms);
     }
-    const title = `MDM pre-training step, ${name} (crop ${c.unet.imageSize}, batch ${c.batch}, threads=${threads})`;
+    const title =
+      `MDM pre-training step, ${name} (crop ${c.unet.imageSize}, batch ${c.batch}, ${device}, threads=${threads})`;
     report(`${title}: time, ratio = mdm / PyTorch (below 1: mdm is faster)`, [
       ["ms per step vs batched PyTorch", best.mdm, best.batched],
       ["ms per step vs per-sample-loop PyTorch", best.mdm, best.loop],

@@ -26,7 +26,6 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 from unet_ref import UNetModel  # noqa: E402
@@ -80,7 +79,7 @@ def mask_batched(x, t):
     gh, gw = h // PATCH, w // PATCH
     L = gh * gw
     keep = (1 - t.double() / T_STEPS).mul(L).floor()
-    rank = torch.rand(b, L).argsort(1).argsort(1)
+    rank = torch.rand(b, L, device=x.device).argsort(1).argsort(1)
     mask = rank >= keep[:, None]
     pixels = mask.reshape(b, 1, gh, 1, gw, 1).expand(b, 1, gh, PATCH, gw, PATCH).reshape(b, 1, h, w)
     return x.masked_fill(pixels.expand(b, c, h, w), 0)
@@ -95,11 +94,11 @@ def mask_loop(x, t):
     for i in range(b):
         patches = x[i].reshape(c, gh, PATCH, gw, PATCH).permute(1, 3, 2, 4, 0).reshape(L, D)
         len_keep = int(L * (1 - t[i].item() / T_STEPS))
-        noise = torch.rand(L)
+        noise = torch.rand(L, device=x.device)
         ids_shuffle = torch.argsort(noise)
         ids_restore = torch.argsort(ids_shuffle)
         kept = patches[ids_shuffle[:len_keep]]
-        full = torch.cat([kept, torch.zeros(L - len_keep, D)], 0)
+        full = torch.cat([kept, torch.zeros(L - len_keep, D, device=x.device)], 0)
         full = torch.gather(full, 0, ids_restore[:, None].expand(L, D))
         out.append(full.reshape(gh, gw, PATCH, PATCH, c).permute(4, 0, 2, 1, 3).reshape(c, h, w))
     return torch.stack(out)
@@ -114,7 +113,7 @@ class SsimFused:
     def __call__(self, x, y):
         c = x.shape[1]
         if c != self.channels:
-            self.channels, self.window = c, gaussian_window()[None, None].expand(5 * c, 1, 5, 5).contiguous()
+            self.channels, self.window = c, gaussian_window()[None, None].expand(5 * c, 1, 5, 5).contiguous().to(x.device)
         w = self.window
         stats = F.conv2d(torch.cat([x, y, x * x, y * y, x * y], 1), w, padding=2, groups=5 * c)
         mu_x, mu_y, xx, yy, xy = stats.chunk(5, 1)
@@ -134,7 +133,7 @@ class SsimPerStat:
     def __call__(self, x, y):
         c = x.shape[1]
         if c != self.channels:
-            self.channels, self.window = c, gaussian_window()[None, None].expand(c, 1, 5, 5).contiguous()
+            self.channels, self.window = c, gaussian_window()[None, None].expand(c, 1, 5, 5).contiguous().to(x.device)
         w = self.window
         mu1 = F.conv2d(x, w, padding=2, groups=c)
         mu2 = F.conv2d(y, w, padding=2, groups=c)
@@ -152,12 +151,13 @@ def main():
     threads, batch, style = cfg.pop("threads"), cfg.pop("batch"), cfg.pop("style")
     steps, repeats, warmup = cfg.pop("steps"), cfg.pop("repeats"), cfg.pop("warmup")
     paths, ema_rate = cfg.pop("paths"), cfg.pop("ema_rate")
+    device = cfg.pop("device", "cpu")
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     np.random.seed(0)
-    images = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
+    images = [np.load(p) for p in paths]  # [H, W, 3] uint8, decoded by bench/pretrain.ts
     loader = Loader(images, cfg["image_size"])
-    model = UNetModel(**cfg)
+    model = UNetModel(**cfg).to(device)
     ema = [p.detach().clone() for p in model.parameters()]
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0)
     batched = style == "batched"
@@ -165,12 +165,12 @@ def main():
 
     def step():
         if batched:
-            x0 = loader.batched(batch)
-            t = torch.randint(0, T_STEPS, (batch,))
+            x0 = loader.batched(batch).to(device)
+            t = torch.randint(0, T_STEPS, (batch,), device=device)
             xt = mask_batched(x0, t)
         else:
-            x0 = loader.per_sample(batch)
-            t = torch.from_numpy(np.random.randint(0, T_STEPS, size=(batch,))).long()
+            x0 = loader.per_sample(batch).to(device)
+            t = torch.from_numpy(np.random.randint(0, T_STEPS, size=(batch,))).long().to(device)
             xt = mask_loop(x0, t)
         opt.zero_grad(set_to_none=True)
         loss = ssim_loss(model(xt, t), x0)

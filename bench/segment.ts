@@ -23,7 +23,7 @@ import type { FeatureOptions } from "../src/segment/features.ts";
 import { type HeadTrainingOptions, predictHeads, trainHead } from "../src/segment/heads.ts";
 import { dice } from "../src/segment/metrics.ts";
 import { randomize } from "../tests/helpers/unet_port.ts";
-import { denoJson, flag, pythonJson, report } from "./util.ts";
+import { denoJson, flag, npyCopies, pythonJson, report } from "./util.ts";
 
 const threads = Number(flag("threads") ?? 2);
 const rounds = Number(flag("rounds") ?? 1);
@@ -154,7 +154,12 @@ if (Deno.args.includes("--child")) {
     randomize(model);
     const weights = `${tmp}/tiny.safetensors`;
     saveSafetensors(weights, Object.fromEntries(model.namedParameters()));
-    const files = (split: typeof ds.train, key: string) => split.items.map((it) => it.files[key]);
+    const files = (split: typeof ds.train, key: string) =>
+      npyCopies(
+        split.items.map((it) => it.files[key]),
+        `${tmp}/npy-${split === ds.test ? "test" : "train"}`,
+        key === "image" ? "rgb" : "label",
+      );
     const train = ds.train.first(SETTING.labels);
     const script = new URL("./segment_torch.py", import.meta.url).pathname;
     const py = async (style: "reference" | "shared") =>
@@ -166,10 +171,10 @@ if (Deno.args.includes("--child")) {
           epochs,
           weights,
           unet: UNET,
-          train_images: files(train, "image"),
-          train_masks: files(train, "label"),
-          test_images: files(ds.test, "image"),
-          test_masks: files(ds.test, "label"),
+          train_images: await files(train, "image"),
+          train_masks: await files(train, "label"),
+          test_images: await files(ds.test, "image"),
+          test_masks: await files(ds.test, "label"),
         }),
       ]) as unknown as SideResult;
     const title = `medical protocol, tiny UNet, blocks ${SETTING.blocks.join(",")}, ${SETTING.heads} heads × ` +

@@ -1,5 +1,6 @@
-// Shared pieces of the benchmarks: flags, child processes (mdm's and Python's), libtorch flags, and
-// the result table.
+// Shared pieces of the benchmarks: flags, child processes (mdm's and Python's), libtorch flags, images
+// decoded for the Python side, and the result table.
+import { readImage, toRGB } from "../src/data/image.ts";
 
 /** The value after `--name` on the command line. */
 export function flag(name: string): string | undefined {
@@ -44,16 +45,56 @@ export async function pythonJson(
   return parseLastLine(out.stdout);
 }
 
-/** Compiler flags for a small C++ program against the libtorch the native build uses. */
-export function libtorchFlags(): { includes: string[]; libs: string[] } {
-  const dir = Deno.env.get("MDM_LIBTORCH");
-  if (dir) {
-    return {
-      includes: [`-I${dir}/include`, `-I${dir}/include/torch/csrc/api/include`],
-      libs: [`-L${dir}/lib`, `-Wl,-rpath,${dir}/lib`, "-ltorch", "-ltorch_cpu", "-lc10"],
-    };
+/**
+ * Compiler flags for a small C++ program against the libtorch of the last setup (build/setup.env, as
+ * scripts/bench.sh exports it), and a name that tells builds for different libtorches apart.
+ */
+export function libtorchFlags(): { includes: string[]; libs: string[]; tag: string } {
+  const inc = Deno.env.get("MDM_TORCH_INCLUDE") ?? "/usr/include";
+  const lib = Deno.env.get("MDM_TORCH_LIBDIR") ?? "/usr/lib/x86_64-linux-gnu";
+  const abi = Deno.env.get("MDM_TORCH_ABI") ?? "1", std = Deno.env.get("MDM_TORCH_CXX_STD") ?? "17";
+  return {
+    includes: [`-std=c++${std}`, `-D_GLIBCXX_USE_CXX11_ABI=${abi}`, `-I${inc}`, `-I${inc}/torch/csrc/api/include`],
+    libs: [`-L${lib}`, `-Wl,-rpath,${lib}`, "-ltorch", "-ltorch_cpu", "-lc10"],
+    tag: Deno.env.get("MDM_TORCH_VERSION") ?? "system",
+  };
+}
+
+/** Writes a uint8 array of the given shape as a NumPy .npy file (format 1.0). */
+function writeNpyU8(path: string, data: Uint8Array, shape: number[]): void {
+  let header = `{'descr': '|u1', 'fortran_order': False, 'shape': (${shape.join(", ")}${
+    shape.length === 1 ? "," : ""
+  }), }`;
+  header = header.padEnd(Math.ceil((10 + header.length + 1) / 64) * 64 - 10 - 1) + "\n";
+  const out = new Uint8Array(10 + header.length + data.length);
+  out.set([0x93, ..."NUMPY".split("").map((c) => c.charCodeAt(0)), 1, 0, header.length & 255, header.length >> 8]);
+  out.set(new TextEncoder().encode(header), 10);
+  out.set(data, 10 + header.length);
+  Deno.writeFileSync(path, out);
+}
+
+/**
+ * Decodes images with mdm's decoders into .npy files in `dir` (RGB [H, W, 3], or a label's first
+ * channel [H, W]) and returns their paths: the Python side then needs numpy only, not PIL, whose
+ * Python may be one a PyTorch wheel runs on.
+ */
+export async function npyCopies(paths: string[], dir: string, kind: "rgb" | "label"): Promise<string[]> {
+  Deno.mkdirSync(dir, { recursive: true });
+  const out: string[] = [];
+  for (const [i, p] of paths.entries()) {
+    const image = await readImage(p);
+    const file = `${dir}/${kind}-${i}.npy`;
+    if (kind === "rgb") {
+      const rgb = toRGB(image);
+      writeNpyU8(file, rgb.data, [rgb.height, rgb.width, 3]);
+    } else {
+      const label = new Uint8Array(image.width * image.height);
+      for (let j = 0; j < label.length; j++) label[j] = image.data[j * image.channels];
+      writeNpyU8(file, label, [image.height, image.width]);
+    }
+    out.push(file);
   }
-  return { includes: ["-I/usr/include/torch/csrc/api/include"], libs: ["-ltorch", "-ltorch_cpu", "-lc10"] };
+  return out;
 }
 
 /** Prints rows of [what, mdm, pytorch] with the ratio mdm / pytorch (below 1: mdm is faster). */

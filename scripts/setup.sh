@@ -205,6 +205,8 @@ setup_main() {
     echo "export MDM_TORCH_FROM='$TORCH_FROM'"
     echo "export MDM_TORCH_PYTHON='$TORCH_PYTHON'"
     echo "export MDM_TORCH_PYTHONPATH='$TORCH_PYTHONPATH'"
+    echo "export MDM_TORCH_INCLUDE='$TORCH_INCLUDE' MDM_TORCH_LIBDIR='$TORCH_LIBDIR'"
+    echo "export MDM_TORCH_ABI='$TORCH_ABI' MDM_TORCH_CXX_STD='$TORCH_CXX_STD'"
   } >"$MDM_ROOT/build/setup.env"
   echo "$deno"
 }
