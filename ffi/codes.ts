@@ -150,5 +150,17 @@ export const OPTIMIZER = {
   sgd: 2,
 } as const;
 
+/** `enum mdm_dist_backend`. */
+export const DIST_BACKEND = {
+  gloo: 0,
+  nccl: 1,
+} as const;
+
+/** `enum mdm_dist_reduce_op`. */
+export const DIST_REDUCE = {
+  sum: 0,
+  mean: 1,
+} as const;
+
 /** Byte offsets of `mdm_status`'s fields, and its size. */
 export const STATUS_LAYOUT = { code: 0, reserved: 4, message: 8, size: 16 } as const;

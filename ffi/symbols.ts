@@ -145,6 +145,15 @@ export const symbols = {
   mdm_blob_size: { parameters: ["pointer"], result: "i64" },
   mdm_blob_copy: { parameters: ["pointer", "buffer", "i64", "pointer"], result: "i32" },
   mdm_blob_free: { parameters: ["pointer"], result: "void" },
+  // distributed
+  mdm_dist_backend_available: { parameters: ["i32"], result: "i32" },
+  mdm_pg_new: { parameters: ["buffer", "i32", "i32", "i32", "i32", "i64", "pointer"], result: "pointer" },
+  mdm_pg_free: { parameters: ["pointer"], result: "void" },
+  mdm_pg_broadcast: { parameters: ["pointer", "pointer", "i32", "pointer"], result: "i32" },
+  mdm_pg_all_reduce: { parameters: ["pointer", "pointer", "i32", "pointer"], result: "i32" },
+  mdm_pg_all_reduce_buckets: { parameters: ["pointer", "buffer", "i32", "i32", "i64", "pointer"], result: "i32" },
+  mdm_pg_broadcast_buckets: { parameters: ["pointer", "buffer", "i32", "i32", "i64", "pointer"], result: "i32" },
+  mdm_pg_barrier: { parameters: ["pointer", "pointer"], result: "i32" },
 } as const;
 
 /** The shim's functions as the port presents them, with one signature whatever the runtime. */
@@ -619,6 +628,36 @@ export interface NativeFunctions {
     st: NativePointer | null,
   ): number;
   mdm_blob_free(b: NativePointer | null): void;
+  mdm_dist_backend_available(backend: number): number;
+  mdm_pg_new(
+    master_addr: NativeBuffer | null,
+    master_port: number,
+    rank: number,
+    world_size: number,
+    backend: number,
+    timeout_ms: number | bigint,
+    st: NativePointer | null,
+  ): NativePointer | null;
+  mdm_pg_free(pg: NativePointer | null): void;
+  mdm_pg_broadcast(pg: NativePointer | null, t: NativePointer | null, root: number, st: NativePointer | null): number;
+  mdm_pg_all_reduce(pg: NativePointer | null, t: NativePointer | null, op: number, st: NativePointer | null): number;
+  mdm_pg_all_reduce_buckets(
+    pg: NativePointer | null,
+    ts: NativeBuffer | null,
+    n: number,
+    op: number,
+    bucket_bytes: number | bigint,
+    st: NativePointer | null,
+  ): number;
+  mdm_pg_broadcast_buckets(
+    pg: NativePointer | null,
+    ts: NativeBuffer | null,
+    n: number,
+    root: number,
+    bucket_bytes: number | bigint,
+    st: NativePointer | null,
+  ): number;
+  mdm_pg_barrier(pg: NativePointer | null, st: NativePointer | null): number;
 }
 
 /** Each function's C declaration with every pointer a `void *`, as koffi takes it. */
@@ -754,4 +793,15 @@ export const PROTOTYPES: Record<keyof NativeFunctions, string> = {
   mdm_blob_size: "int64_t mdm_blob_size(void * b)",
   mdm_blob_copy: "int32_t mdm_blob_copy(void * b, void * dst, int64_t size, void * st)",
   mdm_blob_free: "void mdm_blob_free(void * b)",
+  mdm_dist_backend_available: "int32_t mdm_dist_backend_available(int32_t backend)",
+  mdm_pg_new:
+    "void * mdm_pg_new(void * master_addr, int32_t master_port, int32_t rank, int32_t world_size, int32_t backend, int64_t timeout_ms, void * st)",
+  mdm_pg_free: "void mdm_pg_free(void * pg)",
+  mdm_pg_broadcast: "int32_t mdm_pg_broadcast(void * pg, void * t, int32_t root, void * st)",
+  mdm_pg_all_reduce: "int32_t mdm_pg_all_reduce(void * pg, void * t, int32_t op, void * st)",
+  mdm_pg_all_reduce_buckets:
+    "int32_t mdm_pg_all_reduce_buckets(void * pg, void * ts, int32_t n, int32_t op, int64_t bucket_bytes, void * st)",
+  mdm_pg_broadcast_buckets:
+    "int32_t mdm_pg_broadcast_buckets(void * pg, void * ts, int32_t n, int32_t root, int64_t bucket_bytes, void * st)",
+  mdm_pg_barrier: "int32_t mdm_pg_barrier(void * pg, void * st)",
 };

@@ -24,11 +24,42 @@ for cuda in torch_cuda c10_cuda; do
 done
 
 includes=(-I"$TORCH_INCLUDE" -I"$TORCH_INCLUDE/torch/csrc/api/include")
+# The process groups (dist.cpp) include c10d's Gloo header, which includes Gloo's own: no libtorch
+# ships those. Debian's libgloo-dev serves both its libtorch 1.13 (linked against that Gloo) and the
+# wheels (which link theirs in statically): the shim only hands Gloo's devices through. Without the
+# headers, or with a libtorch built without Gloo, the shim is built with its process groups failing
+# by name (MDM_NO_GLOO).
+dist=()
+gloo=""
+for dir in "$TORCH_INCLUDE" /usr/local/include /usr/include; do
+  [ -f "$dir/gloo/context.h" ] && { gloo=$dir; break; }
+done
+if [ -z "$gloo" ]; then
+  dist+=(-DMDM_NO_GLOO=1)
+# (grep reads nm's output whole: with -q it would stop early and pipefail count nm's SIGPIPE.)
+elif ! nm -D --defined-only "$TORCH_LIBDIR/libtorch_cpu.so" 2>/dev/null | grep ProcessGroupGloo >/dev/null; then
+  dist+=(-DMDM_NO_GLOO=2)
+fi
+# NCCL process groups need a CUDA libtorch with c10d's NCCL backend, nccl.h and the CUDA headers
+# (a CUDA toolkit at CUDA_HOME, or the nvidia-* wheels beside torch/).
+if [ -e "$TORCH_LIBDIR/libtorch_cuda.so" ] &&
+  nm -D --defined-only "$TORCH_LIBDIR/libtorch_cuda.so" 2>/dev/null | grep ProcessGroupNCCL >/dev/null; then
+  cuda=() nccl=0 cudart=0
+  for dir in "${CUDA_HOME:-/usr/local/cuda}/include" "$TORCH_LIBDIR"/../../nvidia/*/include /usr/include; do
+    [ -d "$dir" ] || continue
+    [ "$dir" = /usr/include ] || cuda+=(-I"$dir")
+    [ -f "$dir/nccl.h" ] && nccl=1
+    [ -f "$dir/cuda_runtime_api.h" ] && cudart=1
+  done
+  if [ $nccl = 1 ] && [ $cudart = 1 ]; then
+    dist+=(-DMDM_WITH_NCCL -DUSE_C10D_NCCL "${cuda[@]}")
+  fi
+fi
 # -fopenmp (compiling only) makes ATen's header-inline at::parallel_for use OpenMP, as libtorch's own
 # kernels do. The link below names no OpenMP library: the GOMP calls bind at load time to the OpenMP
 # runtime libtorch_cpu depends on, so libtorch and the shim share one thread pool.
 flags=(-std=c++"$TORCH_CXX_STD" -O2 -fPIC -fvisibility=hidden -fopenmp -D_GLIBCXX_USE_CXX11_ABI="$TORCH_ABI"
-  -Wall -Wno-unused-variable "${includes[@]}")
+  -Wall -Wno-unused-variable "${includes[@]}" "${dist[@]}")
 stamp=$( (cat "$root"/native/*.cpp "$root"/native/*.h; echo "${flags[*]} ${libs[*]} $TORCH_LIBDIR $TORCH_VERSION") |
   sha256sum | cut -c1-16)
 if [ ! -f "$lib" ] || [ "$(cat "$out/.stamp" 2>/dev/null)" != "$stamp" ]; then

@@ -334,6 +334,47 @@ MDM_API int64_t mdm_blob_size(mdm_blob b);
 MDM_API int32_t mdm_blob_copy(mdm_blob b, void* dst, int64_t size, mdm_status* st);
 MDM_API void mdm_blob_free(mdm_blob b);
 
+/* ---- distributed */
+/* Process groups of c10d, libtorch's distributed engine (the one PyTorch's DDP runs on): rank 0
+ * serves a TCPStore for the rendezvous on master_port and every rank reaches it at master_addr, as
+ * torchrun's MASTER_ADDR and MASTER_PORT; Gloo runs the collectives on CPU tensors, NCCL on CUDA
+ * tensors (CUDA builds only). Every rank must call the same collectives in the same order. Each call
+ * blocks until it completes; a peer that dies or stops answering fails it within the group's
+ * timeout, with the status naming the peer or the rendezvous, never a hang. Collectives work in
+ * place on the tensors given, parameters that require grad included. */
+typedef struct mdm_process_group_s mdm_process_group;
+
+enum mdm_dist_backend { MDM_DIST_BACKEND_GLOO = 0, MDM_DIST_BACKEND_NCCL = 1 };
+
+/* MEAN is the sum divided by the world size (NCCL's AVG where the backend has it); floating types only. */
+enum mdm_dist_reduce_op { MDM_DIST_REDUCE_SUM = 0, MDM_DIST_REDUCE_MEAN = 1 };
+
+/* 1 when this build can create groups of that backend (Gloo needs its headers at build time, NCCL a
+ * CUDA libtorch and the NCCL headers), else 0. */
+MDM_API int32_t mdm_dist_backend_available(int32_t backend);
+/* Joins rank `rank` of `world_size` to the group whose rank 0 serves the store at master_addr:master_port;
+ * returns when all ranks have joined, null on failure (a bad argument, an unreachable master, ranks
+ * that disagree on the world size, a rank taken twice, a rank missing after timeout_ms). timeout_ms
+ * also bounds every collective. */
+MDM_API mdm_process_group* mdm_pg_new(const char* master_addr, int32_t master_port, int32_t rank,
+                                      int32_t world_size, int32_t backend, int64_t timeout_ms, mdm_status* st);
+MDM_API void mdm_pg_free(mdm_process_group* pg);
+/* Copies root's tensor into every rank's t (same shape and dtype everywhere). */
+MDM_API int32_t mdm_pg_broadcast(mdm_process_group* pg, mdm_tensor t, int32_t root, mdm_status* st);
+/* Replaces t on every rank by the sum (or mean) over the ranks. */
+MDM_API int32_t mdm_pg_all_reduce(mdm_process_group* pg, mdm_tensor t, int32_t op, mdm_status* st);
+/* All-reduces n tensors as DDP's reducer does: consecutive tensors of one dtype and device are
+ * flattened into buckets of at most bucket_bytes (a larger tensor has one of its own), one collective
+ * per bucket, and copied back. Returns the number of buckets, -1 on failure. */
+MDM_API int32_t mdm_pg_all_reduce_buckets(mdm_process_group* pg, const mdm_tensor* ts, int32_t n, int32_t op,
+                                          int64_t bucket_bytes, mdm_status* st);
+/* Broadcasts n tensors from root in buckets, as mdm_pg_all_reduce_buckets does (the initial weights
+ * of data-parallel training). Returns the number of buckets, -1 on failure. */
+MDM_API int32_t mdm_pg_broadcast_buckets(mdm_process_group* pg, const mdm_tensor* ts, int32_t n, int32_t root,
+                                         int64_t bucket_bytes, mdm_status* st);
+/* Returns when every rank has called it. */
+MDM_API int32_t mdm_pg_barrier(mdm_process_group* pg, mdm_status* st);
+
 #ifdef __cplusplus
 }
 #endif

@@ -186,6 +186,8 @@ setup_main() {
     apt_install python3-torch python3-scipy python3-skimage python3-sklearn python3-pil
   fi
   command -v g++ >/dev/null || apt_install g++
+  # Gloo's headers, which no libtorch ships, for the process groups (native/dist.cpp).
+  apt_install libgloo-dev || say "no libgloo-dev: mdm's process groups will fail, naming it"
   find_libtorch
   [ $test = 1 ] && check_torch_python
 
