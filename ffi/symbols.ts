@@ -119,6 +119,10 @@ export const symbols = {
   mdm_pool2d: { parameters: ["i32", "pointer", "buffer", "i32", "i32", "pointer"], result: "pointer" },
   mdm_interpolate: { parameters: ["pointer", "i32", "i32", "i32", "f64", "f64", "i32", "pointer"], result: "pointer" },
   mdm_pad: { parameters: ["pointer", "buffer", "i32", "i32", "f64", "pointer"], result: "pointer" },
+  mdm_group_norm_silu: {
+    parameters: ["pointer", "i32", "pointer", "pointer", "pointer", "pointer", "f64", "pointer"],
+    result: "pointer",
+  },
   mdm_sdpa: { parameters: ["pointer", "pointer", "pointer", "f64", "pointer"], result: "pointer" },
   mdm_cross_entropy: {
     parameters: ["pointer", "pointer", "pointer", "i32", "i32", "f64", "pointer"],
@@ -565,6 +569,16 @@ export interface NativeFunctions {
     value: number,
     st: NativePointer | null,
   ): NativePointer | null;
+  mdm_group_norm_silu(
+    x: NativePointer | null,
+    groups: number,
+    w: NativePointer | null,
+    b: NativePointer | null,
+    scale: NativePointer | null,
+    shift: NativePointer | null,
+    eps: number,
+    st: NativePointer | null,
+  ): NativePointer | null;
   mdm_sdpa(
     q: NativePointer | null,
     k: NativePointer | null,
@@ -771,6 +785,8 @@ export const PROTOTYPES: Record<keyof NativeFunctions, string> = {
   mdm_interpolate:
     "void * mdm_interpolate(void * x, int32_t mode, int32_t out_h, int32_t out_w, double scale_h, double scale_w, int32_t align_corners, void * st)",
   mdm_pad: "void * mdm_pad(void * x, void * pads, int32_t n, int32_t mode, double value, void * st)",
+  mdm_group_norm_silu:
+    "void * mdm_group_norm_silu(void * x, int32_t groups, void * w, void * b, void * scale, void * shift, double eps, void * st)",
   mdm_sdpa: "void * mdm_sdpa(void * q, void * k, void * v, double scale, void * st)",
   mdm_cross_entropy:
     "void * mdm_cross_entropy(void * logits, void * target, void * weight, int32_t reduction, int32_t ignore_index, double label_smoothing, void * st)",

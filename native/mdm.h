@@ -298,6 +298,12 @@ MDM_API mdm_tensor mdm_interpolate(mdm_tensor x, int32_t mode, int32_t out_h, in
                                    double scale_w, int32_t align_corners, mdm_status* st);
 /* pads as in torch.nn.functional.pad (last dimension first). */
 MDM_API mdm_tensor mdm_pad(mdm_tensor x, const int64_t* pads, int32_t n, int32_t mode, double value, mdm_status* st);
+/* silu(GroupNorm(x; groups, w, b, eps)·(1 + scale) + shift) for x [N, C, *]; scale and shift [N, C], each
+ * optional (null): the UNet's norm-activation, with the timestep's scale-shift between them. One fused kernel
+ * (forward and backward) for float32 CPU tensors in the default layout, which keeps only x and the group
+ * statistics for the backward pass; libtorch's separate ops otherwise. */
+MDM_API mdm_tensor mdm_group_norm_silu(mdm_tensor x, int32_t groups, mdm_tensor w, mdm_tensor b, mdm_tensor scale,
+                                       mdm_tensor shift, double eps, mdm_status* st);
 /* softmax(q kᵀ · scale) v over [batch, L, E] (q) and [batch, S, E] (k, v) -> [batch, L, E]: libtorch's fused
  * scaled_dot_product_attention where it has one (2.1 and later), else the same product as bmm, float32 softmax, bmm
  * with q and k each scaled by sqrt(scale). */

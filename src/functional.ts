@@ -163,6 +163,47 @@ export function groupNorm<D extends DType, V extends Device>(
   );
 }
 
+/** The optional parameters of `groupNormSilu`. */
+export interface GroupNormSiluOptions<D extends DType, V extends Device> {
+  /** Per-channel scale γ [C] (1 when omitted). */
+  weight?: Tensor<D, V> | null;
+  /** Per-channel shift β [C] (0 when omitted). */
+  bias?: Tensor<D, V> | null;
+  /** Per-sample, per-channel scale [N, C]: the result is normalised·(1 + scale) (the timestep's scale). */
+  scale?: Tensor<D, V> | null;
+  /** Per-sample, per-channel shift [N, C], added after the scale. */
+  shift?: Tensor<D, V> | null;
+  /** Added to the variance (1e-5). */
+  eps?: number;
+}
+
+/**
+ * silu(groupNorm(x)·(1 + scale) + shift) for x [N, C, ...], the UNet's norm-activation pair (with the
+ * timestep's scale-shift between them), in one fused kernel for float32 CPU tensors in the default layout
+ * (which keeps only x and the group statistics for the backward pass); libtorch's separate ops, with the
+ * same result, otherwise. Throws a TorchError when C is not a multiple of `groups` or scale/shift are not
+ * [N, C].
+ */
+export function groupNormSilu<D extends DType, V extends Device>(
+  x: Tensor<D, V>,
+  groups: number,
+  norm: GroupNormSiluOptions<D, V> = {},
+): Tensor<D, V> {
+  int(groups, "groupNormSilu: groups");
+  return new Tensor(
+    sym.mdm_group_norm_silu(
+      x.ptr,
+      groups,
+      norm.weight?.ptr ?? null,
+      norm.bias?.ptr ?? null,
+      norm.scale?.ptr ?? null,
+      norm.shift?.ptr ?? null,
+      norm.eps ?? 1e-5,
+      ST,
+    ) ?? fail("groupNormSilu", x, norm.scale, norm.shift),
+  );
+}
+
 /** Parameters, running statistics and mode of `batchNorm`; every tensor is [C]. */
 export interface BatchNormOptions<D extends DType, V extends Device> {
   /** Per-channel scale γ (1 when omitted). */

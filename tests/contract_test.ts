@@ -24,7 +24,11 @@ Deno.test("ffi/symbols.ts declares exactly mdm.h's functions with their FFI type
     // koffi's declaration: the same name, parameter names and count, every pointer a void *.
     const proto = PROTOTYPES[f.name as keyof typeof symbols];
     assert.match(proto, new RegExp(`\\b${f.name}\\(`));
-    assert.equal(proto.includes("(void)") ? 0 : proto.split(",").length, f.params.length, `${f.name}: prototype ${proto}`);
+    assert.equal(
+      proto.includes("(void)") ? 0 : proto.split(",").length,
+      f.params.length,
+      `${f.name}: prototype ${proto}`,
+    );
   }
 });
 

@@ -37,7 +37,7 @@ Deno.test("integer remainder of the minimum by -1 is 0, not a SIGFPE; by 0 a nam
   try {
     await Deno.writeTextFile(file, TRAP_CHILD);
     const r = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", "--no-check", file],
+      args: ["run", "-A", "--no-check", "--config", `${ROOT}deno.json`, file],
       stdout: "piped",
       stderr: "piped",
     })

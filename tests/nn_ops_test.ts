@@ -84,6 +84,38 @@ const xbn = r(4, 3, 5, 5).mul(2).add(0.5), bnw = r(3), bnb = r(3), bnx2 = r(8, 3
 const rm = r(3).mul(0.1), rv = rand([3]).add(0.5);
 const xln = r(2, 5, 8), lnw = r(8), lnb = r(8);
 
+// The fused norm-activation: the fused kernel (float32, the default layout) and the separate ops it
+// falls back to (another dtype, channels-last, a transposed view), each with every gradient.
+const gx = r(3, 64, 9, 7), gsc = r(3, 64).mul(0.5), gsh = r(3, 64), gx1 = r(2, 32, 20);
+const gxl = r(2, 64, 5, 6).toMemoryFormat("channelsLast"), gxt = r(2, 6, 64, 5).transpose(1, 2);
+const gsh2 = r(2, 64);
+
+suite.test("groupNormSilu agrees with silu(groupNorm(x)·(1 + scale) + shift)", {
+  "32 groups, weight and bias, no scale-shift": op("groupNormSilu", [gx, 32], { weight: gw, bias: gb }, REDUCED),
+  "32 groups with the timestep's scale and shift": op(
+    "groupNormSilu",
+    [gx, 32],
+    { weight: gw, bias: gb, scale: gsc, shift: gsh },
+    REDUCED,
+  ),
+  "8 groups, scale only, eps 1e-6": op("groupNormSilu", [gx, 8], { weight: gw, scale: gsc, eps: 1e-6 }, REDUCED),
+  "one group, no affine, on [N, C, L]": op("groupNormSilu", [gx1, 1], undefined, REDUCED),
+  "float64 (the separate ops)": op(
+    "groupNormSilu",
+    [call("to", gx, dt("float64")), 32],
+    { weight: call("to", gw, dt("float64")), scale: call("to", gsc, dt("float64")) },
+    REDUCED,
+  ),
+  "channels-last input (the separate ops)": op(
+    "groupNormSilu",
+    [gxl, 32],
+    // (PyTorch 1.13's group_norm backward fails with a bias but no weight on channels-last input.)
+    { weight: gw, bias: gb, shift: gsh2 },
+    REDUCED,
+  ),
+  "a transposed view (the separate ops)": op("groupNormSilu", [gxt, 16], { weight: gw }, REDUCED),
+});
+
 suite.test("groupNorm, batchNorm and layerNorm agree with PyTorch", {
   "groupNorm 32 groups on 64 channels": op("groupNorm", [xg, 32, gw, gb], undefined, REDUCED),
   "groupNorm without affine, on [N, C, L] (the attention block's norm)": op("groupNorm", [xg1, 32], undefined, REDUCED),

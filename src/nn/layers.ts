@@ -1,6 +1,7 @@
 // The layers guided-diffusion's UNet and the pixel classifier are made of. Each takes a builder
 // scoped to its own name, so parameter keys follow the module tree.
 import { noGrad } from "../autograd.ts";
+import { tidy } from "../scope.ts";
 import * as F from "../functional.ts";
 import { full, zeros } from "../create.ts";
 import type { FloatTensor, Tensor } from "../tensor.ts";
@@ -151,6 +152,23 @@ export class GroupNorm extends Module {
     using wide = x.float();
     using y = F.groupNorm(wide, this.groups, as(this.weight, wide), as(this.bias, wide), this.eps);
     return y.to(x.dtype);
+  }
+  /**
+   * silu(this(x)·(1 + scale) + shift) in one fused kernel (F.groupNormSilu), computed in float32 and
+   * returned in x's dtype; scale and shift [N, C] are optional.
+   */
+  forwardSilu(x: FloatTensor, scale?: FloatTensor | null, shift?: FloatTensor | null): FloatTensor {
+    return tidy(() => {
+      const wide = x.float();
+      const y = F.groupNormSilu(wide, this.groups, {
+        weight: as(this.weight, wide),
+        bias: as(this.bias, wide),
+        scale: scale?.float(),
+        shift: shift?.float(),
+        eps: this.eps,
+      });
+      return x.dtype === "float32" ? y : y.to(x.dtype);
+    });
   }
 }
 

@@ -212,6 +212,14 @@ export const OPS: Record<string, OpRow> = {
   conv2d: fn(F.conv2d, "F.conv2d"),
   convTranspose2d: fn(F.convTranspose2d, "F.conv_transpose2d"),
   groupNorm: fn(F.groupNorm, "F.group_norm"),
+  // Written out as the UNet's separate ops: silu(group_norm(x)·(1 + scale) + shift), scale and shift [N, C].
+  groupNormSilu: {
+    torch: "lambda x, groups, weight=None, bias=None, scale=None, shift=None, eps=1e-5: F.silu(" +
+      "F.group_norm(x, groups, weight, bias, eps)" +
+      " * (1 if scale is None else (1 + scale).reshape(*scale.shape, *([1] * (x.dim() - 2))))" +
+      " + (0 if shift is None else shift.reshape(*shift.shape, *([1] * (x.dim() - 2)))))",
+    mdm: ([x, groups], kw) => F.groupNormSilu(x, groups, kw),
+  },
   layerNorm: fn(F.layerNorm, "F.layer_norm"),
   // With running statistics the result is [y, runningMean, runningVar] after the in-place update;
   // mdm updates clones, so the inputs stay as other cases see them (PyTorch gets fresh copies).

@@ -82,22 +82,22 @@ export class ResBlock extends Module {
    */
   forward(x: Activations, emb: Activations): Activations {
     return tidy(() => {
-      let h = this.inNorm.forward(x).silu();
+      // GroupNorm and SiLU (with the timestep's scale-shift between them below) in one fused kernel.
+      let h = this.inNorm.forwardSilu(x);
       let skipIn = x;
       if (this.resample) {
         h = this.resample.h.forward(h);
         skipIn = this.resample.x.forward(x);
       }
       h = this.inConv.forward(h);
-      // [N, E] -> [N, 2·C_out, 1, 1] in the activations' dtype
-      const e = this.embLinear.forward(emb.silu()).to(h.dtype).unsqueeze(-1).unsqueeze(-1);
+      const e = this.embLinear.forward(emb.silu()); // [N, E] -> [N, 2·C_out] (scale, shift) or [N, C_out]
       if (this.scaleShift) {
         const [scale, shift] = e.chunk(2, 1);
-        h = this.outNorm.forward(h).mul(scale.add(1)).add(shift);
+        h = this.outNorm.forwardSilu(h, scale, shift);
       } else {
-        h = this.outNorm.forward(h.add(e));
+        h = this.outNorm.forwardSilu(h.add(e.to(h.dtype).unsqueeze(-1).unsqueeze(-1)));
       }
-      h = F.dropout(h.silu(), this.dropout, this.training && this.dropout > 0);
+      h = F.dropout(h, this.dropout, this.training && this.dropout > 0);
       h = this.outConv.forward(h);
       return (this.skip ? this.skip.forward(skipIn) : skipIn).add(h);
     });

@@ -240,7 +240,7 @@ export class UNet extends Module {
       }
       let output: Activations | null = null;
       if (last === this.outputBlocks.length - 1) {
-        output = tidy(() => this.outConv.forward(this.outNorm.forward(h.to("float32")).silu()));
+        output = tidy(() => this.outConv.forward(this.outNorm.forwardSilu(h.to("float32"))));
       }
       const features = capture.map((i) => captured.get(i)!);
       return { output, features };
