@@ -5,6 +5,9 @@
 // offset and checksum before use; JPEG by jpeg-js, after the frame size is checked here. Every
 // reader takes resource limits (see Limits): a file declaring more pixels or bytes than allowed is
 // refused before anything is allocated for it.
+import { rename, rm, writeFile } from "node:fs/promises";
+import process from "node:process";
+import { readBytes } from "../io/fs.ts";
 import { encode as encodePngRaw } from "fast-png";
 import jpeg from "jpeg-js";
 import { LimitError, type Limits, resolveLimits } from "../io/limits.ts";
@@ -49,7 +52,7 @@ export function detectFormat(bytes: Uint8Array): ImageFormat | null {
 export async function readImage(path: string, opts: ReadOptions = {}): Promise<Image> {
   let bytes: Uint8Array;
   try {
-    bytes = await Deno.readFile(path);
+    bytes = await readBytes(path);
   } catch (e) {
     throw new ImageError(path, `cannot read file (${(e as Error).message})`, { cause: e });
   }
@@ -173,12 +176,12 @@ export async function writePng(path: string, image: Image): Promise<void> {
 
 /** Writes bytes to `path` through a sibling temporary file and a rename. */
 export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<void> {
-  const tmp = `${path}.tmp-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
+  const tmp = `${path}.tmp-${process.pid}-${crypto.randomUUID().slice(0, 8)}`;
   try {
-    await Deno.writeFile(tmp, bytes);
-    await Deno.rename(tmp, path);
+    await writeFile(tmp, bytes);
+    await rename(tmp, path);
   } catch (e) {
-    await Deno.remove(tmp).catch(() => {});
+    await rm(tmp, { force: true }).catch(() => {});
     throw new Error(`${path}: cannot write (${(e as Error).message})`, { cause: e });
   }
 }

@@ -5,6 +5,7 @@
 // u32 in 2.0/3.0, little-endian), an ASCII (3.0: UTF-8) Python dict literal
 // {'descr': '<i4', 'fortran_order': False, 'shape': (H, W), } padded with spaces and a newline,
 // then the raw data.
+import { readBytes } from "../io/fs.ts";
 import { checkLimit, type Limits, MAX_DIMS, resolveLimits, show } from "../io/limits.ts";
 
 /** A .npy file that cannot be read; the message starts with the file's path. */
@@ -68,7 +69,7 @@ const MAGIC = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]; // \x93NUMPY
 export async function readNpy(path: string, opts: Limits = {}): Promise<NpyArray> {
   let bytes: Uint8Array;
   try {
-    bytes = await Deno.readFile(path);
+    bytes = await readBytes(path);
   } catch (e) {
     throw new NpyError(path, `cannot read file (${(e as Error).message})`, { cause: e });
   }

@@ -25,6 +25,7 @@
 //   file, the region and the coordinate.
 // - Limits (see Limits): `maxDepth` caps element nesting (default 1000), `maxEntries` the regions
 //   plus vertices of a file (default 1 000 000).
+import { readFile } from "node:fs/promises";
 import { checkLimit, type LimitError, type Limits, resolveLimits } from "../io/limits.ts";
 
 /** An annotation file that cannot be used; the message starts with the file's path. */
@@ -52,7 +53,7 @@ export interface Region {
 export async function readMoNuSegXml(path: string, opts: Limits = {}): Promise<Region[]> {
   let text: string;
   try {
-    text = await Deno.readTextFile(path);
+    text = await readFile(path, "utf8");
   } catch (e) {
     throw new AnnotationError(path, `cannot read file (${(e as Error).message})`, { cause: e });
   }

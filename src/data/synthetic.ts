@@ -5,6 +5,7 @@
 // eosin and a hematoxylin concentration, its optical density is their mix of per-stain absorption
 // vectors, and intensity is 255 * exp(-density). Nuclei are irregular ellipses (radius modulated
 // by a few random harmonics) drawn with anti-aliased edges; the mask is their coverage >= 1/2.
+import { mkdir, readFile, rm, stat } from "node:fs/promises";
 import { type Image, writeFileAtomic, writePng } from "./image.ts";
 import { Rng } from "./rng.ts";
 
@@ -397,7 +398,7 @@ function splitPaths(dir: string, split: string, count: number, offset: number): 
 
 async function readManifest(path: string): Promise<Manifest | null> {
   try {
-    return JSON.parse(await Deno.readTextFile(path)) as Manifest;
+    return JSON.parse(await readFile(path, "utf8")) as Manifest;
   } catch {
     return null; // missing or unreadable: regenerate
   }
@@ -405,7 +406,7 @@ async function readManifest(path: string): Promise<Manifest | null> {
 
 async function exists(path: string): Promise<boolean> {
   try {
-    await Deno.stat(path);
+    await stat(path);
     return true;
   } catch {
     return false;
@@ -439,12 +440,12 @@ export async function ensureSyntheticDataset(
   // Remove what an older manifest listed and this one does not, so folders hold only this set.
   if (old?.generator === GENERATOR && Array.isArray(old.files)) {
     const keep = new Set(files);
-    for (const f of old.files) if (!keep.has(f)) await Deno.remove(`${dir}/${f}`).catch(() => {});
+    for (const f of old.files) if (!keep.has(f)) await rm(`${dir}/${f}`, { force: true });
   }
-  await Deno.remove(manifestPath).catch(() => {});
+  await rm(manifestPath, { force: true });
   const samples = generateSynthetic({ count: options.train + options.test, size: options.size, seed: options.seed });
   for (const [name, split, first] of [["train", train, 0], ["test", test, options.train]] as const) {
-    for (const sub of ["images", "masks", "instances"]) await Deno.mkdir(`${dir}/${name}/${sub}`, { recursive: true });
+    for (const sub of ["images", "masks", "instances"]) await mkdir(`${dir}/${name}/${sub}`, { recursive: true });
     for (let i = 0; i < split.images.length; i++) {
       const s = samples[first + i];
       await writePng(split.images[i], s.image);

@@ -1,5 +1,6 @@
 // The variables torchrun (and torch.distributed's env:// rendezvous) describe a worker with.
 
+import process from "node:process";
 /** A worker's place in a distributed run, as torchrun's environment variables give it. */
 export interface DistEnv {
   /** WORLD_SIZE: how many processes take part. */
@@ -35,7 +36,7 @@ function integer(env: Record<string, string | undefined>, name: string, lo: numb
  * `RangeError` naming the variable that is missing, not an integer in range (RANK below
  * WORLD_SIZE, LOCAL_RANK below LOCAL_WORLD_SIZE when that is set, a port in 1..65535) or empty.
  */
-export function distEnv(env: Record<string, string | undefined> = Deno.env.toObject()): DistEnv | null {
+export function distEnv(env: Record<string, string | undefined> = process.env): DistEnv | null {
   const worldSize = integer(env, "WORLD_SIZE", 1, 2 ** 31 - 1);
   if (worldSize === undefined) {
     if (env.RANK !== undefined && env.RANK !== "") {

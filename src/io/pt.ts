@@ -17,6 +17,7 @@ import { CheckpointError, disposeAll, LoadedTensors, type SkippedEntry } from ".
 import { checkLimit, LimitError, type Limits, MAX_DIMS, resolveLimits, show } from "./limits.ts";
 import { PyGlobal, PyObject, unpickle } from "./pickle.ts";
 import { ZipReader } from "./zip.ts";
+import { ReadableFile } from "./fs.ts";
 
 /** torch.save (since PyTorch 1.6) writes a zip archive, which starts with a local file header. */
 export function isZip(bytes: Uint8Array): boolean {
@@ -222,17 +223,17 @@ export function loadPt(path: string, opts: { device?: Device } & Limits = {}): L
   const bad = (problem: string, cause?: unknown): never => {
     throw new CheckpointError(path, problem, cause === undefined ? undefined : { cause });
   };
-  let file: Deno.FsFile | undefined;
+  let file: ReadableFile | undefined;
   try {
-    file = Deno.openSync(path, { read: true });
+    file = new ReadableFile(path);
   } catch (e) {
     bad(`cannot open: ${(e as Error).message}`, e);
   }
   using f = file!;
-  const size = f.statSync().size;
+  const size = f.size;
   if (size === 0) bad("the file is empty");
   const magic = new Uint8Array(4);
-  f.readSync(magic);
+  f.readAt(magic, 0);
   // Files saved with _use_new_zipfile_serialization=False (before PyTorch 1.6) are a bare pickle
   // stream followed by raw storages; saying so beats a parse error.
   if (!isZip(magic)) {

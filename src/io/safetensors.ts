@@ -15,6 +15,7 @@ import { writeAll, writeFileAtomic } from "./atomic.ts";
 import { CheckpointError, disposeAll, LoadedTensors } from "./common.ts";
 import { checkLimit, type Limits, MAX_DIMS, resolveLimits, show } from "./limits.ts";
 import { rawBytes } from "./raw.ts";
+import { ReadableFile } from "./fs.ts";
 
 const CODE: Record<DType, string> = {
   float32: "F32",
@@ -188,7 +189,7 @@ interface Header {
 }
 
 /** Parses and validates the header against the file's size; throws naming the first problem. */
-function readHeader(path: string, file: Deno.FsFile, fileSize: number, limits: Required<Limits>): Header {
+function readHeader(path: string, file: ReadableFile, fileSize: number, limits: Required<Limits>): Header {
   const bad = (problem: string, cause?: unknown): never => {
     throw new CheckpointError(path, `not a valid safetensors file: ${problem}`, cause ? { cause } : undefined);
   };
@@ -252,14 +253,10 @@ function readHeader(path: string, file: Deno.FsFile, fileSize: number, limits: R
   return { dataStart, tensors, metadata };
 }
 
-function readExactly(file: Deno.FsFile, position: number, length: number): Uint8Array {
+function readExactly(file: ReadableFile, position: number, length: number): Uint8Array {
   const out = new Uint8Array(length);
-  file.seekSync(position, Deno.SeekMode.Start);
-  for (let at = 0; at < length;) {
-    const got = file.readSync(out.subarray(at));
-    if (got === null || got === 0) throw new Error(`unexpected end of file after ${position + at} bytes`);
-    at += got;
-  }
+  const got = file.readAt(out, position);
+  if (got < length) throw new Error(`unexpected end of file after ${position + got} bytes`);
   return out;
 }
 
@@ -272,14 +269,14 @@ function readExactly(file: Deno.FsFile, position: number, length: number): Uint8
  */
 export function loadSafetensors(path: string, opts: { device?: Device } & Limits = {}): LoadedTensors {
   const limits = resolveLimits(opts);
-  let file: Deno.FsFile;
+  let file: ReadableFile;
   try {
-    file = Deno.openSync(path, { read: true });
+    file = new ReadableFile(path);
   } catch (e) {
     throw new CheckpointError(path, `cannot open: ${(e as Error).message}`, { cause: e });
   }
   using _ = file;
-  const header = readHeader(path, file, file.statSync().size, limits);
+  const header = readHeader(path, file, file.size, limits);
   const made: [string, Tensor][] = [];
   let current = "";
   try {

@@ -9,13 +9,13 @@ import { type LoadReport, type Module, rootBuilder, StateDictError } from "../nn
 import { CheckpointError, type LoadedTensors } from "./common.ts";
 import { isZip, loadPt } from "./pt.ts";
 import { loadSafetensors } from "./safetensors.ts";
+import { ReadableFile } from "./fs.ts";
 
 function head(path: string): Uint8Array {
   try {
-    using f = Deno.openSync(path, { read: true });
+    using f = new ReadableFile(path);
     const buf = new Uint8Array(4);
-    const n = f.readSync(buf) ?? 0;
-    return buf.subarray(0, n);
+    return buf.subarray(0, f.readAt(buf, 0));
   } catch (e) {
     throw new CheckpointError(path, `cannot open: ${(e as Error).message}`, { cause: e });
   }

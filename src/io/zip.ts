@@ -5,6 +5,7 @@
 // does), so a damaged archive is an error rather than tensors with wrong values.
 import { crc32 } from "node:zlib";
 import { checkLimit, DEFAULT_LIMITS, type Limits, show } from "./limits.ts";
+import type { ReadableFile } from "./fs.ts";
 
 const EOCD = 0x06054b50;
 const ZIP64_LOCATOR = 0x07064b50;
@@ -28,7 +29,7 @@ export class ZipReader {
    * LimitError for more than `limits.maxEntries` entries.
    */
   constructor(
-    private readonly file: Deno.FsFile,
+    private readonly file: ReadableFile,
     private readonly size: number,
     limits: Required<Limits> = DEFAULT_LIMITS,
   ) {
@@ -141,12 +142,7 @@ export class ZipReader {
       throw new Error(`${what} (${length} bytes at ${position}) lies beyond the end of the file (${this.size} bytes)`);
     }
     const out = new Uint8Array(length);
-    this.file.seekSync(position, Deno.SeekMode.Start);
-    for (let at = 0; at < length;) {
-      const got = this.file.readSync(out.subarray(at));
-      if (!got) throw new Error(`${what}: the file ended early`);
-      at += got;
-    }
+    if (this.file.readAt(out, position) < length) throw new Error(`${what}: the file ended early`);
     return out;
   }
 }

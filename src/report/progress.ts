@@ -1,4 +1,5 @@
 // Progress display for long runs: a redrawn bar on a terminal, plain log lines otherwise (CI, files).
+import process from "node:process";
 import { writeSync } from "node:fs";
 
 export interface ProgressOptions {
@@ -28,7 +29,7 @@ export class Progress {
     this.#settings = {
       label: opts.label ?? "",
       every: opts.every ?? Math.max(1, Math.round(opts.total / 20)),
-      plain: opts.plain ?? !Deno.stderr.isTerminal(),
+      plain: opts.plain ?? !process.stderr.isTTY,
       total: opts.total,
     };
     this.#startDone = done;
