@@ -4,16 +4,28 @@
 //
 //   deno run -A train.ts [--help] [flags]
 import { getNumThreads, setNumThreads, tidy, torchVersion } from "./mod.ts";
-import { helpText, parseArgs, runCli, UsageError } from "./src/cli/args.ts";
-import { intervals, PRETRAIN_SPEC, pretrainOptionsFrom } from "./src/cli/pretrain_flags.ts";
-import { listImages, type NamedImage, RandomCropLoader } from "./src/data/folder.ts";
+import { helpText, limitsArg, parseArgs, runCli, RunError, UsageError } from "./src/cli/args.ts";
+import { intervals, PRETRAIN_SPEC, pretrainOptionsFrom, runShapingFlagsGiven } from "./src/cli/pretrain_flags.ts";
+import { probeTorsoDtype } from "./src/cli/probe.ts";
+import { describeListing, findImages, type NamedImage, RandomCropLoader } from "./src/data/folder.ts";
 import { readImage, writePng } from "./src/data/image.ts";
 import { ensureSyntheticDataset } from "./src/data/synthetic.ts";
+import { CheckpointError } from "./src/io/common.ts";
+import type { Limits } from "./src/io/limits.ts";
+import { FolderLock } from "./src/io/lock.ts";
 import { saveSafetensors } from "./src/io/safetensors.ts";
-import { listCheckpoints, readTrainState, restoreTrainer, saveCheckpoint } from "./src/mdm/train_state.ts";
-import { reconstruct } from "./src/mdm/pictures.ts";
+import {
+  cleanTemporaries,
+  newestIntactCheckpoint,
+  restoreTrainer,
+  saveCheckpoint,
+  setAsideCheckpoint,
+  type TrainState,
+  verifyCheckpoint,
+} from "./src/mdm/train_state.ts";
+import { reconstruct, reconstructionPicture } from "./src/mdm/pictures.ts";
 import { Pretrainer, type PretrainOptions } from "./src/mdm/pretrain.ts";
-import { grid, tensorToImages } from "./src/report/grid.ts";
+import { tensorToImages } from "./src/report/grid.ts";
 import { linePlotSvg } from "./src/report/plot.ts";
 import { Progress } from "./src/report/progress.ts";
 
@@ -22,9 +34,20 @@ const USAGE = `Pre-trains a UNet with masked diffusion (MDM) or DDPM.
 usage: deno run -A train.ts [flags]
 
 Without --data it trains on the embedded synthetic nuclei dataset (generated once into --cache).
-Outputs in --out: log.jsonl (per-step metrics), pictures/ (original | masked input | reconstruction
-at several t), checkpoints/ (resumable with --resume), model.safetensors and ema.safetensors (final
-weights, guided-diffusion's keys), loss.svg and summary.json.`;
+With --data it takes every .png/.jpg/.jpeg/.tif/.tiff image under the folder, following links,
+except in folders named masks, labels or annotations (or mask, label, annotation): a dataset root
+such as MoNuSeg's gives its train/images and test/images, not its masks. It prints how many images
+it found and where.
+
+Outputs in --out: log.jsonl (per-step metrics), pictures/ (captioned: input | masked or noised input
+| output at each timestep shown), checkpoints/ (resumable with --resume; each with SHA256SUMS,
+checked before use), model.safetensors and ema.safetensors (final weights, guided-diffusion's
+keys), loss.svg, config.json and summary.json. The folder is locked while a run writes to it.`;
+
+/** "1 image", "2 images". */
+function plural(n: number, noun: string): string {
+  return `${n} ${noun}${n === 1 ? "" : "s"}`;
+}
 
 interface LogEntry {
   step: number;
@@ -33,17 +56,37 @@ interface LogEntry {
   seconds: number;
 }
 
-async function loadImages(dir: string | null, cache: string): Promise<{ images: NamedImage[]; source: string }> {
+async function loadImages(
+  dir: string | null,
+  cache: string,
+  limits: Limits,
+): Promise<{ images: NamedImage[]; source: string }> {
   let paths: string[];
   let source: string;
   if (dir) {
+    let listing;
     try {
-      paths = await listImages(dir);
+      listing = await findImages(dir);
     } catch (e) {
       if (e instanceof Deno.errors.NotFound) throw new UsageError(`--data ${dir}: no such folder`);
+      if (e instanceof Deno.errors.NotADirectory) throw new UsageError(`--data ${dir}: not a folder`);
       throw e;
     }
-    if (paths.length === 0) throw new UsageError(`--data ${dir}: no .png/.jpg/.jpeg/.tif/.tiff images found`);
+    paths = listing.paths;
+    const skipped = listing.skippedFolders.length ? `; skipped label folders ${listing.skippedFolders.join(", ")}` : "";
+    const links = listing.skippedLinks;
+    if (links.length) {
+      const shown = links.slice(0, 3).join(", ") + (links.length > 3 ? ", ..." : "");
+      console.error(
+        `warning: --data ${dir}: skipped ${
+          plural(links.length, "link")
+        } to nothing or to a folder already read: ${shown}`,
+      );
+    }
+    if (paths.length === 0) {
+      throw new UsageError(`--data ${dir}: no .png/.jpg/.jpeg/.tif/.tiff images found${skipped}`);
+    }
+    console.error(`${plural(paths.length, "image")} in ${dir}: ${describeListing(dir, paths)}${skipped}`);
     source = dir;
   } else {
     // The paper pre-trains on the train and test images of the medical sets, labels unused.
@@ -52,7 +95,7 @@ async function loadImages(dir: string | null, cache: string): Promise<{ images: 
     source = `synthetic (${cache})`;
   }
   const images: NamedImage[] = [];
-  for (const p of paths) images.push({ name: p, image: await readImage(p) });
+  for (const p of paths) images.push({ name: p, image: await readImage(p, limits) });
   return { images, source };
 }
 
@@ -61,7 +104,8 @@ function readLog(path: string, upTo: number): LogEntry[] {
     // A process killed mid-write can leave a torn last line: it belongs to a step being redone.
     const parse = (l: string) => {
       try {
-        return [JSON.parse(l) as LogEntry];
+        const e = JSON.parse(l);
+        return Number.isInteger(e?.step) && typeof e.loss === "number" ? [e as LogEntry] : [];
       } catch {
         return [];
       }
@@ -80,13 +124,56 @@ async function writePicture(
   batch: Parameters<typeof reconstruct>[1],
   ts: number[],
 ) {
-  const rows = tidy(() => {
+  const picture = tidy(() => {
     const recs = reconstruct(trainer, batch, ts);
-    const originals = tensorToImages(batch);
-    const columns = recs.map((r) => [tensorToImages(r.input), tensorToImages(r.output)]);
-    return originals.map((o, i) => [o, ...columns.flatMap(([inp, out]) => [inp[i], out[i]])]);
+    const columns = recs.map((r) => ({ t: r.t, inputs: tensorToImages(r.input), outputs: tensorToImages(r.output) }));
+    return reconstructionPicture(tensorToImages(batch), columns, {
+      method: trainer.options.method,
+      step: trainer.step,
+    });
   });
-  await writePng(path, grid(rows));
+  await writePng(path, picture);
+}
+
+/**
+ * The checkpoint to resume from: --resume-from's (checked, no fallback), or with --resume the
+ * newest intact one in `ckptDir`, setting aside (with a warning) newer ones that are damaged.
+ */
+function findResume(
+  args: { resume: boolean; resumeFrom?: string },
+  ckptDir: string,
+): { path: string; state: TrainState } | null {
+  if (args.resumeFrom) {
+    const info = (() => {
+      try {
+        return Deno.statSync(args.resumeFrom!);
+      } catch {
+        return null;
+      }
+    })();
+    if (!info?.isDirectory) throw new UsageError(`--resume-from ${args.resumeFrom}: no such checkpoint folder`);
+    const { state, verified } = verifyCheckpoint(args.resumeFrom);
+    if (!verified) {
+      console.error(`warning: ${args.resumeFrom} is a version 1 checkpoint without checksums; not verified`);
+    }
+    return { path: args.resumeFrom, state };
+  }
+  if (!args.resume) return null;
+  const found = newestIntactCheckpoint(ckptDir);
+  for (const s of found.skipped) {
+    const aside = setAsideCheckpoint(s.path);
+    console.error(`warning: skipping the damaged checkpoint ${s.path} (${s.reason}); moved it to ${aside}`);
+  }
+  if (!found.path) {
+    if (found.skipped.length) {
+      throw new RunError(`--resume: no intact checkpoint in ${ckptDir} (${found.skipped.length} damaged, set aside)`);
+    }
+    throw new UsageError(`--resume: no checkpoint in ${ckptDir}`);
+  }
+  if (!found.verified) {
+    console.error(`warning: ${found.path} is a version 1 checkpoint without checksums; not verified`);
+  }
+  return { path: found.path, state: found.state! };
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -96,21 +183,49 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   setNumThreads(args.threads);
+  const limits = limitsArg(args);
   const out = args.out;
   const ckptDir = `${out}/checkpoints`;
-  await Deno.mkdir(`${out}/pictures`, { recursive: true });
-
   let options: PretrainOptions = pretrainOptionsFrom(args);
   const { checkpointEvery, pictureEvery } = intervals(args);
-  let resumeFrom: string | null = null;
-  if (args.resume || args.resumeFrom) {
-    resumeFrom = args.resumeFrom || listCheckpoints(ckptDir).at(-1)?.path || null;
-    if (!resumeFrom) throw new UsageError(`--resume: no checkpoint in ${ckptDir}`);
-    // The checkpoint decides everything that shapes the model and its training; --steps may extend it.
-    options = { ...readTrainState(resumeFrom).options, steps: options.steps };
+  try {
+    await Deno.mkdir(`${out}/pictures`, { recursive: true });
+  } catch (e) {
+    throw new UsageError(`--out ${out}: cannot create the folder (${(e as Error).message})`);
+  }
+  // One run per folder: a second would interleave the log and mix checkpoints.
+  using _lock = FolderLock.acquire(out, "train.ts");
+  const stale = cleanTemporaries(ckptDir);
+  if (stale.length) {
+    const what = plural(stale.length, "unfinished checkpoint folder");
+    console.error(`removed ${what} left by an interrupted run: ${stale.join(", ")}`);
   }
 
-  const { images, source } = await loadImages(args.data || null, args.cache);
+  const resume = findResume(args, ckptDir);
+  if (resume) {
+    // The checkpoint decides everything that shapes the model and its training; --steps may extend it.
+    const ignored = runShapingFlagsGiven(argv);
+    if (ignored.length) {
+      console.error(
+        `warning: resuming continues the checkpoint's run as it was set up; ignoring ${ignored.join(", ")}`,
+      );
+    }
+    options = { ...resume.state.options, steps: args.steps ?? resume.state.options.steps };
+    if (options.steps < resume.state.step) {
+      throw new UsageError(
+        `--steps ${options.steps}: the checkpoint ${resume.path} is already at step ${resume.state.step}`,
+      );
+    }
+    const late = args.pictureTimesteps.find((t) => t >= options.diffusionSteps);
+    if (late !== undefined) {
+      throw new UsageError(
+        `--picture-timesteps: ${late} is not below the checkpoint's ${options.diffusionSteps} diffusion steps`,
+      );
+    }
+  }
+  probeTorsoDtype(options.unet.torsoDtype ?? "float32", options.device, { backward: true });
+
+  const { images, source } = await loadImages(args.data || null, args.cache, limits);
   const crop = options.unet.imageSize;
   const small = images.find(({ image }) => image.width < crop || image.height < crop);
   if (small && !args.padSmall) {
@@ -137,12 +252,19 @@ async function main(argv: string[]): Promise<number> {
 
   let trainer: Pretrainer;
   let seconds = 0;
-  if (resumeFrom) {
-    const state = readTrainState(resumeFrom);
-    trainer = restoreTrainer(resumeFrom, state, options);
-    loader.setState(state.data as ReturnType<RandomCropLoader["getState"]>);
+  if (resume) {
+    const { path, state } = resume;
+    try {
+      loader.setState(state.data as ReturnType<RandomCropLoader["getState"]>);
+    } catch {
+      throw new CheckpointError(
+        `${path}/state.json`,
+        `its data order does not fit the ${images.length} images of ${source}; resume with the run's own --data`,
+      );
+    }
+    trainer = restoreTrainer(path, state, options, { verified: true, limits });
     seconds = state.seconds;
-    console.error(`resumed from ${resumeFrom} at step ${state.step}`);
+    console.error(`resumed from ${path} at step ${state.step}`);
   } else {
     trainer = new Pretrainer(options);
   }
@@ -175,7 +297,9 @@ async function main(argv: string[]): Promise<number> {
       const { step, loss } = tidy(() => trainer.trainStep(loader.nextBatch(options.batch)));
       const dt = (performance.now() - t0) / 1000;
       seconds += dt;
-      if (!Number.isFinite(loss)) throw new Error(`step ${step}: the loss is ${loss}; lower --lr or check the data`);
+      if (!Number.isFinite(loss)) {
+        throw new RunError(`step ${step}: the loss is ${loss}; lower --lr (${options.lr}) or check the data`);
+      }
       const entry: LogEntry = { step, loss, imagesPerSecond: options.batch / dt, seconds };
       log.push(entry);
       await logFile.write(new TextEncoder().encode(JSON.stringify(entry) + "\n"));
@@ -243,5 +367,7 @@ async function main(argv: string[]): Promise<number> {
   );
   return 0;
 }
+
+export { main };
 
 if (import.meta.main) await runCli("train.ts", main);

@@ -3,7 +3,7 @@
 // supervised UNet beside them), checking report.json, report.md and the overlays; and the command
 // line's errors. Both scripts run as subprocesses.
 import assert from "node:assert/strict";
-import { readImage } from "../src/data/image.ts";
+import { type Image, readImage, writePng } from "../src/data/image.ts";
 import { ensureSyntheticDataset } from "../src/data/synthetic.ts";
 import { type Run, runScript as deno, runScriptOk as ok, tempDir } from "./helpers/scripts.ts";
 
@@ -46,6 +46,7 @@ Deno.test("pre-train, then few-shot segmentation: heads far above trivial predic
     ...["--out", out],
   ]);
 
+  assert.match(run.stderr, /^synthetic: 16 training and 8 test images, 2 classes$/m, "the dataset's counts");
   const report = JSON.parse(Deno.readTextFileSync(`${out}/report.json`));
   // The first 3 training tiles in sorted order, all 8 test tiles, the pre-training's method.
   assert.deepEqual(report.labelledImages, ["syn_0000", "syn_0001", "syn_0002"]);
@@ -116,6 +117,42 @@ Deno.test("pre-train, then few-shot segmentation: heads far above trivial predic
   }
 });
 
+Deno.test("--dataset folder: links followed, the class count read from the training masks (here 3), and printed", async () => {
+  await pretrain();
+  // 64² corners of synthetic tiles as a folder dataset of links; their nucleus masks (0, 1) get a
+  // third class (2) in the top-left 16² and 255 (ignore) in the last row.
+  const ds = `${TMP}/folder3`, store = `${TMP}/folder3-store`, set = await ensureSyntheticDataset(CACHE, {});
+  Deno.mkdirSync(store);
+  const corner = (img: Image): Image => {
+    const c = img.channels, data = new Uint8Array(64 * 64 * c);
+    for (let y = 0; y < 64; y++) data.set(img.data.subarray(y * img.width * c, (y * img.width + 64) * c), y * 64 * c);
+    return { width: 64, height: 64, channels: c, data };
+  };
+  for (const [split, n] of [["train", 2], ["test", 1]] as const) {
+    Deno.mkdirSync(`${ds}/${split}/images`, { recursive: true });
+    Deno.mkdirSync(`${ds}/${split}/masks`, { recursive: true });
+    for (let i = 0; i < n; i++) {
+      const k = split === "train" ? i : 16 + i;
+      const image = [...set.train.images, ...set.test.images][k], mask = [...set.train.masks, ...set.test.masks][k];
+      await writePng(`${store}/${split}${i}.png`, corner(await readImage(image)));
+      Deno.symlinkSync(`${store}/${split}${i}.png`, `${ds}/${split}/images/t${i}.png`);
+      const m = corner(await readImage(mask));
+      const data = Uint8Array.from(
+        { length: 64 * 64 },
+        (_, p) => p >= 63 * 64 ? 255 : (p % 64 < 16 && p < 16 * 64) ? 2 : m.data[p * m.channels],
+      );
+      await writePng(`${ds}/${split}/masks/t${i}.png`, { width: 64, height: 64, channels: 1, data });
+    }
+  }
+  const run = await ok("segment.ts", [
+    ...["--checkpoint", CHECKPOINT, "--dataset", "folder", "--data", ds, "--labels", "2", "--heads", "1"],
+    ...["--batch", "4", "--min-epochs", "1", "--max-epochs", "2", "--no-baseline", "--overlays", "0", "--threads", "1"],
+    ...["--out", `${TMP}/folder3-out`],
+  ]);
+  assert.match(run.stderr, new RegExp(`^${ds}: 2 training and 1 test images, 3 classes \\(${ds}\\)$`, "m"));
+  assert.match(run.stdout, /mIoU/, "a 3-class task is scored by mIoU");
+});
+
 Deno.test("segment.ts refuses bad command lines with exit code 2 and a message naming the problem", async (t) => {
   await pretrain();
   const base = ["--checkpoint", CHECKPOINT, "--cache", CACHE, "--threads", "1", "--out", `${TMP}/refused`];
@@ -133,7 +170,7 @@ Deno.test("segment.ts refuses bad command lines with exit code 2 and a message n
     ],
     ["--dataset monuseg without --data", ["--dataset", "monuseg"], /--dataset monuseg needs --data/],
     ["an unknown dataset", ["--dataset", "imagenet"], /--dataset/],
-    ["zero heads", ["--heads", "0"], /--heads must be at least 1/],
+    ["zero heads", ["--heads", "0"], /--heads must be between 1 and 1000, got 0/],
   ];
   for (const [what, args, message] of cases) {
     await t.step(what, async () => {

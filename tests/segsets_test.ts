@@ -2,7 +2,8 @@
 // polygon fill against skimage.draw.polygon, the MoNuSeg loader on the real files (XML fills vs the
 // shipped PNG masks, nucleus counts vs Python's xml.etree), the GlaS / ddpm-segmentation / folder /
 // synthetic loaders on fixtures, resizing against PIL and torch, and every corrupt-input case
-// (an error naming the file and the problem). Python oracles run through tests/helpers/torch_ref.ts.
+// (an error naming the file and the problem); image listings through symbolic links and past label
+// folders, and the class count of folder datasets. Python oracles run through tests/helpers/torch_ref.ts.
 import assert from "node:assert/strict";
 import { decodeBmp } from "../src/data/bmp.ts";
 import { type Image, ImageError, writePng } from "../src/data/image.ts";
@@ -20,7 +21,8 @@ import { Rng } from "../src/data/rng.ts";
 import { DatasetError, SegSplit } from "../src/data/datasets/dataset.ts";
 import { loadDdpmSeg } from "../src/data/datasets/ddpm_seg.ts";
 import { compareNatural } from "../src/data/datasets/files.ts";
-import { loadFolderPair } from "../src/data/datasets/folder_pair.ts";
+import { classesFromMasks, loadFolderDataset, loadFolderPair } from "../src/data/datasets/folder_pair.ts";
+import { describeListing, findImages, listImages } from "../src/data/folder.ts";
 import { loadGlaS } from "../src/data/datasets/glas.ts";
 import { loadMoNuSeg } from "../src/data/datasets/monuseg.ts";
 import { loadSynthetic } from "../src/data/datasets/synthetic_set.ts";
@@ -1058,4 +1060,150 @@ Deno.test("compareNatural and SegSplit: numbers by value; first(n), load range, 
   const seen: string[] = [];
   for await (const x of s) seen.push(x.name);
   assert.deepEqual(seen, ["x", "y", "z"]);
+});
+
+// ---------------------------------------------------------------- links, label folders, class counts
+
+Deno.test("findImages: links to files and folders are followed, broken links and cycles reported, label folders skipped", async () => {
+  await withTempDir(async (dir) => {
+    const store = `${dir}/store`, root = `${dir}/root`;
+    for (const d of [store, `${store}/more`, `${root}/train/images`, `${root}/train/masks`, `${root}/Labels`]) {
+      await Deno.mkdir(d, { recursive: true });
+    }
+    for (const [i, p] of ["a.png", "b.png", "more/c.png"].entries()) {
+      await writePng(`${store}/${p}`, pattern(4, 4, 3, i));
+    }
+    await writePng(`${root}/train/images/own.png`, pattern(4, 4, 3, 9));
+    await writePng(`${root}/train/masks/own.png`, pattern(4, 4, 1, 9));
+    await writePng(`${root}/Labels/l.png`, pattern(4, 4, 1, 8));
+    // Links: two to files, one to a folder, one to nothing, one back up the tree.
+    await Deno.symlink(`${store}/a.png`, `${root}/train/images/link-a.png`);
+    await Deno.symlink("../../../store/b.png", `${root}/train/images/link-b.png`);
+    await Deno.symlink(`${store}/more`, `${root}/more`);
+    await Deno.symlink(`${store}/gone.png`, `${root}/train/images/gone.png`);
+    await Deno.symlink(root, `${root}/train/loop`);
+    const found = await findImages(root);
+    assert.deepEqual(found.paths, [
+      `${root}/more/c.png`,
+      `${root}/train/images/link-a.png`,
+      `${root}/train/images/link-b.png`,
+      `${root}/train/images/own.png`,
+    ]);
+    assert.deepEqual(found.skippedFolders, ["Labels", "train/masks"]);
+    assert.deepEqual(found.skippedLinks, ["train/images/gone.png", "train/loop"]);
+    assert.deepEqual(await listImages(root, { skipLabelFolders: true }), found.paths);
+    assert.equal(describeListing(root, found.paths), "1 in more, 3 in train/images");
+    // Label folders are images too when asked for, and for listImages by default.
+    const all = await findImages(root, { skipLabelFolders: false });
+    assert.deepEqual(await listImages(root), all.paths);
+    assert.deepEqual(all.paths.filter((p) => /masks|Labels/.test(p)), [
+      `${root}/Labels/l.png`,
+      `${root}/train/masks/own.png`,
+    ]);
+    // A folder of links alone is a folder of images (it used to be read as empty).
+    const links = `${dir}/links`;
+    await Deno.mkdir(links);
+    for (const n of ["a.png", "b.png"]) await Deno.symlink(`${store}/${n}`, `${links}/${n}`);
+    assert.deepEqual(await listImages(links), [`${links}/a.png`, `${links}/b.png`]);
+    await assert.rejects(() => findImages(`${store}/a.png`), Deno.errors.NotADirectory);
+    await assert.rejects(() => findImages(`${dir}/nowhere`), Deno.errors.NotFound);
+  });
+});
+
+Deno.test({
+  name: "train.ts-style listing of the real MoNuSeg root: its 44 images, not the 30 masks",
+  ignore: !HAVE_MONUSEG,
+  fn: async () => {
+    const found = await findImages(MONUSEG);
+    assert.equal(found.paths.length, 44);
+    assert.ok(found.paths.every((p) => /\/(train|test)\/images\/[^/]+\.tif$/.test(p)), "only images/ files");
+    assert.deepEqual(found.skippedFolders, ["test/annotations", "train/annotations", "train/masks"]);
+    assert.equal(describeListing(MONUSEG, found.paths), "14 in test/images, 30 in train/images");
+  },
+});
+
+Deno.test("folder datasets: links to images and masks are followed; a broken link is an error naming it", async () => {
+  await withTempDir(async (dir) => {
+    const store = `${dir}/store`;
+    await Deno.mkdir(store);
+    for (const split of ["train", "test"]) {
+      await Deno.mkdir(`${dir}/ds/${split}/images`, { recursive: true });
+      await Deno.mkdir(`${dir}/ds/${split}/masks`, { recursive: true });
+      for (const i of [0, 1]) {
+        const name = `${split}${i}`;
+        await writePng(`${store}/${name}.png`, pattern(6, 5, 3, i));
+        await writePng(`${store}/${name}-mask.png`, {
+          width: 6,
+          height: 5,
+          channels: 1,
+          data: new Uint8Array(30).fill(i),
+        });
+        await Deno.symlink(`${store}/${name}.png`, `${dir}/ds/${split}/images/${name}.png`);
+        await Deno.symlink(`${store}/${name}-mask.png`, `${dir}/ds/${split}/masks/${name}.png`);
+      }
+    }
+    const split = await loadFolderPair(`${dir}/ds/train`);
+    assert.deepEqual(split.names, ["train0", "train1"]);
+    assert.deepEqual((await split.load(1)).label, new Uint8Array(30).fill(1));
+    await Deno.symlink(`${store}/missing.png`, `${dir}/ds/train/images/train2.png`);
+    await assertFails(
+      () => loadFolderPair(`${dir}/ds/train`),
+      DatasetError,
+      `${dir}/ds/train/images/train2.png`,
+      /a link to nothing/,
+    );
+  });
+});
+
+Deno.test("folder datasets: the class count is given, or the largest training mask value + 1 (255 ignored), and checked", async () => {
+  await withTempDir(async (dir) => {
+    const split = async (name: string, masks: number[][]) => {
+      await Deno.mkdir(`${dir}/${name}/images`, { recursive: true });
+      await Deno.mkdir(`${dir}/${name}/masks`, { recursive: true });
+      for (const [i, values] of masks.entries()) {
+        await writePng(`${dir}/${name}/images/m${i}.png`, pattern(4, 2, 3, i));
+        await writePng(`${dir}/${name}/masks/m${i}.png`, {
+          width: 4,
+          height: 2,
+          channels: 1,
+          data: Uint8Array.from([...values, 0, 0, 0, 0, 0, 0, 0, 0].slice(0, 8)),
+        });
+      }
+    };
+    // Training masks use 0, 1, 3 and 255 (ignore): 4 classes. A test mask holds 5.
+    await split("ds/train", [[0, 1, 255], [3, 0]]);
+    await split("ds/test", [[0, 1], [5]]);
+    const ds = await loadFolderDataset(`${dir}/ds`);
+    assert.equal(ds.classes, 4);
+    assert.equal(ds.name, `${dir}/ds`);
+    assert.equal(await classesFromMasks(ds.train), 4);
+    assert.deepEqual([...(await ds.train.load(0)).label], [0, 1, 255, 0, 0, 0, 0, 0]);
+    await assertFails(
+      () => ds.test.load(1),
+      DatasetError,
+      `${dir}/ds/test/masks/m1.png`,
+      /mask value 5 at pixel 0, 0 is not a class \(expected 0\.\.3 or 255\)/,
+    );
+    // Given: 6 classes, the test mask's 5 is one of them.
+    const six = await loadFolderDataset(`${dir}/ds`, { classes: 6 });
+    assert.equal(six.classes, 6);
+    assert.equal((await six.test.load(1)).label[0], 5);
+    // Given too few: the first training mask over it is an error when loaded.
+    const two = await loadFolderDataset(`${dir}/ds`, { classes: 2 });
+    await assertFails(
+      () => two.train.load(1),
+      DatasetError,
+      `${dir}/ds/train/masks/m1.png`,
+      /mask value 3 at pixel 0, 0 is not a class/,
+    );
+    // Masks of background alone have nothing to segment.
+    await split("bg/train", [[0], [0, 255]]);
+    await split("bg/test", [[0]]);
+    await assertFails(
+      () => loadFolderDataset(`${dir}/bg`),
+      DatasetError,
+      `${dir}/bg/train/masks/m0.png`,
+      /hold no class but 0/,
+    );
+  });
 });

@@ -2,14 +2,17 @@
 // data (loss goes down, every output is written and readable), exact resume (byte-identical weights
 // after 10 + resume + 10 steps vs 20 in one go, for MDM and DDPM), SIGKILL at random moments with a
 // checkpoint every step (every listed checkpoint stays complete and loadable, and --resume ends
-// where an uninterrupted run ends), and the command line's errors.
+// where an uninterrupted run ends), --help and --pad-small (bad command lines: cli_test.ts).
 import assert from "node:assert/strict";
 import { loadSafetensors } from "../mod.ts";
 import { PRETRAIN_SPEC } from "../src/cli/pretrain_flags.ts";
-import { readImage, writePng } from "../src/data/image.ts";
+import { RandomCropLoader } from "../src/data/folder.ts";
+import { type Image, readImage, writePng } from "../src/data/image.ts";
+import { drawText, textWidth } from "../src/data/text.ts";
+import { tensorToImages } from "../src/report/grid.ts";
 import { ensureSyntheticDataset } from "../src/data/synthetic.ts";
 import { listCheckpoints, readTrainState, restoreTrainer } from "../src/mdm/train_state.ts";
-import { runScript, runScriptOk, scriptCommand, tempDir } from "./helpers/scripts.ts";
+import { runScriptOk, scriptCommand, tempDir } from "./helpers/scripts.ts";
 
 const TMP = tempDir("mdm_train_test_");
 
@@ -27,7 +30,6 @@ const TINY = [
 ];
 
 const command = (args: string[]) => scriptCommand("train.ts", args);
-const train = (args: string[]) => runScript("train.ts", args);
 const trainOk = (args: string[]) => runScriptOk("train.ts", args);
 
 interface LogEntry {
@@ -80,13 +82,42 @@ Deno.test("a 30-step pre-training lowers the SSIM loss and writes every output",
   assert.ok(w.abs().amax().item() > 0, "the output conv was trained");
   assert.ok(w.sub(we).abs().amax().item() > 0, "the EMA differs from the weights");
 
-  // Pictures at steps 10, 20, 30: 4 rows of original | (input, output) × 3 timesteps, 32² tiles
-  // with 4 px gaps: 7·32 + 8·4 = 256 wide, 4·32 + 5·4 = 148 high.
+  // Pictures at steps 10, 20, 30: 4 rows of input | (masked, output) × 3 timesteps, 32² tiles with
+  // 4 px gaps, under a title line and two caption lines (5×7 text), row numbers on the left:
+  // 4 + 5 + 4 + 7·32 + 6·4 + 4 = 265 wide, 4 + 7 + 4 + 7 + 2 + 7 + 4 + 4·32 + 3·4 + 4 = 179 high.
   const pictures = [...Deno.readDirSync(`${out}/pictures`)].map((e) => e.name).sort();
   assert.deepEqual(pictures, ["step-0000010.png", "step-0000020.png", "step-0000030.png"]);
+  // The first column is the clean crops the pictures are drawn from (the loader's seed + 1, no flips).
+  const set = await ensureSyntheticDataset(CACHE, {});
+  const named = [];
+  for (const p of [...set.train.images, ...set.test.images]) named.push({ name: p, image: await readImage(p) });
+  const crops = tensorToImages(new RandomCropLoader(named, { cropSize: 32, seed: 1, flip: false }).nextBatch(4));
   for (const p of pictures) {
     const img = await readImage(`${out}/pictures/${p}`);
-    assert.deepEqual([img.width, img.height, img.channels], [256, 148, 3], p);
+    assert.deepEqual([img.width, img.height, img.channels], [265, 179, 3], p);
+    crops.forEach((crop, r) => {
+      const [x0, y0] = [13, 35 + r * 36];
+      for (let y = 0; y < 32; y++) {
+        const row = img.data.subarray(((y0 + y) * 265 + x0) * 3, ((y0 + y) * 265 + x0 + 32) * 3);
+        assert.deepEqual([...row], [...crop.data.subarray(y * 96, (y + 1) * 96)], `${p}: row ${r} is not crop ${r}`);
+      }
+    });
+    // Captions: the title, "t=250" over the first pair, "input" over the first column, and the short
+    // forms "mask" and "out" of "masked" and "output" (35 px, wider than a 32 px tile) over theirs.
+    const caption = (x: number, y: number, text: string) => {
+      const w = textWidth(text);
+      const expected: Image = { width: w, height: 7, channels: 3, data: new Uint8Array(w * 7 * 3).fill(255) };
+      drawText(expected, 0, 0, text);
+      for (let dy = 0; dy < 7; dy++) {
+        const got = img.data.subarray(((y + dy) * 265 + x) * 3, ((y + dy) * 265 + x + w) * 3);
+        assert.deepEqual([...got], [...expected.data.subarray(dy * w * 3, (dy + 1) * w * 3)], `${p}: "${text}"`);
+      }
+    };
+    caption(4, 4, `mdm step ${Number(p.slice(5, 12))}`);
+    caption(13 + 32 + 4 + Math.floor((68 - textWidth("t=250")) / 2), 15, "t=250");
+    caption(13 + Math.floor((32 - textWidth("input")) / 2), 24, "input");
+    caption(13 + 36 + Math.floor((32 - textWidth("mask")) / 2), 24, "mask");
+    caption(13 + 72 + Math.floor((32 - textWidth("out")) / 2), 24, "out");
   }
 
   const svg = Deno.readTextFileSync(`${out}/loss.svg`);
@@ -226,7 +257,8 @@ Deno.test({
   },
 });
 
-Deno.test("command line: --help lists every flag; bad input exits 2 with a message naming it", async (t) => {
+// Bad command lines, files and checkpoints are tests/cli_test.ts's table.
+Deno.test("command line: --help lists every flag; --pad-small trains on an image smaller than the crop", async (t) => {
   await t.step("--help prints every flag of PRETRAIN_SPEC and exits 0", async () => {
     const r = await trainOk(["--help"]);
     for (const key of Object.keys(PRETRAIN_SPEC)) {
@@ -236,44 +268,10 @@ Deno.test("command line: --help lists every flag; bad input exits 2 with a messa
     }
   });
 
-  const empty = `${TMP}/cli-empty`, small = `${TMP}/cli-small`;
-  Deno.mkdirSync(empty, { recursive: true });
+  const small = `${TMP}/cli-small`;
   Deno.mkdirSync(small, { recursive: true });
   const pixels = Uint8Array.from({ length: 16 * 20 * 3 }, (_, i) => (i * 37) % 256);
   await writePng(`${small}/tiny.png`, { width: 16, height: 20, channels: 3, data: pixels });
-  const out = ["--out", `${TMP}/cli-out`];
-
-  const usage: [string, string[], RegExp][] = [
-    ["an unknown flag", ["--bogus", "1"], /unknown flag --bogus/],
-    ["a bad choice", ["--method", "foo"], /--method must be one of mdm, ddpm; got "foo"/],
-    ["a bad loss", ["--loss", "ssim2"], /--loss must be one of ssim, mse, l1; got "ssim2"/],
-    ["a non-integer --steps", ["--steps", "1.5"], /--steps expects an integer, got "1\.5"/],
-    ["a missing value", ["--steps"], /--steps needs a value/],
-    ["an out-of-range value", ["--steps", "0"], /--steps must be at least 1, got 0/],
-    [
-      "--batch not a multiple of --micro-batch",
-      ["--batch", "6", "--micro-batch", "4"],
-      /--batch 6 must be a multiple of --micro-batch 4/,
-    ],
-    ["--patch-size not dividing --crop", ["--patch-size", "7"], /--patch-size 7 must divide the crop 32/],
-    ["--data without images", ["--data", empty], new RegExp(`--data ${empty}: no \\.png/\\.jpg/.*images found`)],
-    ["--data that does not exist", ["--data", `${TMP}/nowhere`], new RegExp(`--data ${TMP}/nowhere: no such folder`)],
-    [
-      "an image smaller than the crop",
-      ["--data", small],
-      /tiny\.png: image is 16x20, smaller than the --crop 32; pass --pad-small/,
-    ],
-    ["--resume with nothing to resume", ["--resume", "--out", `${TMP}/cli-fresh`], /--resume: no checkpoint in/],
-  ];
-  for (const [what, args, message] of usage) {
-    await t.step(`${what}: exit 2 and a message naming it`, async () => {
-      const r = await train([...TINY, ...out, ...args]);
-      assert.equal(r.code, 2, `exit code ${r.code}:\n${r.stderr.slice(-2000)}`);
-      assert.match(r.stderr, /^train\.ts: /m, "a one-line usage error");
-      assert.match(r.stderr, message);
-      assert.doesNotMatch(r.stderr, /Uncaught|^\s+at /m, "no stack trace");
-    });
-  }
 
   await t.step("--pad-small trains on the small image", async () => {
     const dir = `${TMP}/cli-pad`;
@@ -283,4 +281,47 @@ Deno.test("command line: --help lists every flag; bad input exits 2 with a messa
     assert.equal(config.data.images, 1);
     assert.ok(Deno.statSync(`${dir}/model.safetensors`).size > 0);
   });
+});
+
+const MONUSEG = Deno.env.get("MDM_MONUSEG") ?? new URL("../../shared/data/monuseg", import.meta.url).pathname;
+const HAVE_MONUSEG = (() => {
+  try {
+    return Deno.statSync(`${MONUSEG}/train/images`).isDirectory;
+  } catch {
+    return false;
+  }
+})();
+if (!HAVE_MONUSEG) console.log(`train_test: skipping the MoNuSeg root test: ${MONUSEG}/train/images not found`);
+
+Deno.test({
+  name: "--data on the MoNuSeg root (the README's example) trains on its 44 images, not its 30 masks",
+  ignore: !HAVE_MONUSEG,
+  fn: async () => {
+    const out = `${TMP}/monuseg`;
+    const r = await trainOk([...TINY, "--data", MONUSEG, "--steps", "1", "--picture-every", "0", "--out", out]);
+    assert.match(
+      r.stderr,
+      /44 images in \S+monuseg: 14 in test\/images, 30 in train\/images; skipped label folders test\/annotations, train\/annotations, train\/masks/,
+    );
+    assert.equal(JSON.parse(Deno.readTextFileSync(`${out}/config.json`)).data.images, 44);
+  },
+});
+
+Deno.test("--data on a folder of links trains on the linked images and says how many it found", async () => {
+  const store = `${TMP}/link-store`, links = `${TMP}/links`;
+  Deno.mkdirSync(store, { recursive: true });
+  Deno.mkdirSync(`${links}/more`, { recursive: true });
+  for (let i = 0; i < 3; i++) {
+    const data = Uint8Array.from({ length: 40 * 40 * 3 }, (_, k) => (k * (i + 3) * 31) % 256);
+    await writePng(`${store}/im${i}.png`, { width: 40, height: 40, channels: 3, data });
+  }
+  Deno.symlinkSync(`${store}/im0.png`, `${links}/a.png`);
+  Deno.symlinkSync(`${store}/im1.png`, `${links}/more/b.png`);
+  Deno.symlinkSync(store, `${links}/store`); // a linked folder: im0..im2 once more, by other paths
+  Deno.symlinkSync(`${store}/gone.png`, `${links}/gone.png`); // a link to nothing
+  const out = `${TMP}/links-out`;
+  const r = await trainOk([...TINY, "--data", links, "--steps", "1", "--picture-every", "0", "--out", out]);
+  assert.match(r.stderr, /5 images in \S+links: 1 in \., 1 in more, 3 in store/);
+  assert.match(r.stderr, /warning: --data \S+links: skipped 1 link to nothing or to a folder already read: gone\.png/);
+  assert.equal(JSON.parse(Deno.readTextFileSync(`${out}/config.json`)).data.images, 5);
 });

@@ -1,7 +1,9 @@
 // train.ts's flags, its presets, and their translation into PretrainOptions.
 import { FFHQ_256, MEDICAL_256, type UNetConfig } from "../models/unet/config.ts";
 import { PRETRAIN_DEFAULTS, type PretrainOptions } from "../mdm/pretrain.ts";
-import { COMMON_FLAGS, deviceArg, type Parsed, type Spec, UsageError } from "./args.ts";
+import { checkPretrainOptions, PRETRAIN_BOUNDS as B } from "../mdm/validate.ts";
+import { FieldError } from "../util/fields.ts";
+import { COMMON_FLAGS, deviceArg, kebab, type Parsed, type Spec, UsageError } from "./args.ts";
 
 interface Preset {
   unet: Partial<UNetConfig> & { imageSize: number };
@@ -56,7 +58,8 @@ export const PRETRAIN_SPEC = {
   },
   data: {
     type: "string",
-    help: "folder of training images (png, jpg, tif; searched recursively); default: the synthetic set",
+    help: "folder of training images (png, jpg, tif; searched recursively, links followed, folders named " +
+      "masks, labels or annotations skipped); default: the synthetic set",
   },
   cache: { type: "string", help: "where the synthetic dataset is generated once", default: ".cache/synthetic" },
   padSmall: {
@@ -64,30 +67,68 @@ export const PRETRAIN_SPEC = {
     help: "pad images smaller than the crop instead of stopping with an error",
     default: false,
   },
-  crop: { type: "int", help: "square crop side, also the UNet's imageSize", min: 8 },
-  batch: { type: "int", help: "images per optimizer step", min: 1 },
-  microBatch: { type: "int", help: "images per forward pass (gradient accumulation when below --batch)", min: 1 },
+  crop: { type: "int", help: "square crop side, also the UNet's imageSize", min: 8, max: B.imageSize },
+  batch: { type: "int", help: "images per optimizer step", min: 1, max: B.batch },
+  microBatch: {
+    type: "int",
+    help: "images per forward pass (gradient accumulation when below --batch)",
+    min: 1,
+    max: B.batch,
+  },
   lr: { type: "float", help: "AdamW learning rate (constant)", min: 0 },
   weightDecay: { type: "float", help: "AdamW weight decay", default: 0, min: 0 },
   emaRate: { type: "float", help: "EMA decay of the weights", min: 0, max: 1 },
-  steps: { type: "int", help: "optimizer steps in total (a resumed run continues to this count)", min: 1 },
+  steps: {
+    type: "int",
+    help: "optimizer steps in total (a resumed run continues to this count)",
+    min: 1,
+    max: B.steps,
+  },
   seed: {
     type: "int",
     help: "seed of every random stream (data order, timesteps, masks, noise, init)",
     default: 0,
     min: 0,
+    max: B.seed,
   },
   ...COMMON_FLAGS,
   out: { type: "string", help: "output folder", default: "runs/pretrain" },
-  checkpointEvery: { type: "int", help: "save a checkpoint every N steps (0: only at the end)", min: 0 },
-  keepCheckpoints: { type: "int", help: "checkpoints kept (the newest)", default: 3, min: 1 },
+  checkpointEvery: {
+    type: "int",
+    help: "save a checkpoint every N steps (0: only at the end)",
+    min: 0,
+    max: B.steps,
+  },
+  keepCheckpoints: { type: "int", help: "checkpoints kept (the newest)", default: 3, min: 1, max: 1_000_000 },
   resume: { type: "bool", help: "continue from the newest checkpoint in --out", default: false },
   resumeFrom: { type: "string", help: "continue from this checkpoint folder" },
-  pictureEvery: { type: "int", help: "write a reconstruction picture every N steps (0: never)", min: 0 },
-  pictureTimesteps: { type: "ints", help: "timesteps shown in the pictures", default: [250, 500, 750], min: 0 },
-  fixedT: { type: "int", help: "train at this timestep only (the paper's 'no diffusion' ablation)", min: 0 },
-  diffusionSteps: { type: "int", help: "T, the number of diffusion steps", default: 1000, min: 1 },
-  patchSize: { type: "int", help: "MDM patch side", default: 8, min: 1 },
+  pictureEvery: {
+    type: "int",
+    help: "write a reconstruction picture every N steps (0: never)",
+    min: 0,
+    max: B.steps,
+  },
+  pictureTimesteps: {
+    type: "ints",
+    help: "timesteps shown in the pictures (each below --diffusion-steps)",
+    default: [250, 500, 750],
+    min: 0,
+    max: B.diffusionSteps - 1,
+  },
+  fixedT: {
+    type: "int",
+    help: "train at this timestep only (the paper's 'no diffusion' ablation)",
+    min: 0,
+    max: B.diffusionSteps - 1,
+  },
+  diffusionSteps: {
+    type: "int",
+    help: "T, the number of diffusion steps",
+    default: 1000,
+    min: 1,
+    max: B.diffusionSteps,
+  },
+  patchSize: { type: "int", help: "MDM patch side", default: 8, min: 1, max: B.imageSize },
   maskRatio: {
     type: "string",
     help: "mask ratio from t: release (t/T) or paper (t/(T+1))",
@@ -96,17 +137,21 @@ export const PRETRAIN_SPEC = {
   },
   schedule: { type: "string", help: "DDPM beta schedule", default: "linear", choices: ["linear", "cosine"] },
   ddpmTarget: { type: "string", help: "what the DDPM model predicts", default: "noise", choices: ["noise", "x0"] },
-  modelChannels: { type: "int", help: "UNet base channels", min: 1 },
-  numResBlocks: { type: "int", help: "ResBlocks per level", min: 1 },
-  channelMult: { type: "ints", help: "channel multiplier per level", min: 1 },
-  attentionResolutions: { type: "ints", help: "feature resolutions with attention", min: 1 },
-  numHeads: { type: "int", help: "attention heads (when --num-head-channels is -1)", min: 1 },
-  numHeadChannels: { type: "int", help: "channels per attention head (-1: use --num-heads)", min: -1 },
+  modelChannels: { type: "int", help: "UNet base channels", min: 1, max: B.modelChannels },
+  numResBlocks: { type: "int", help: "ResBlocks per level", min: 1, max: B.numResBlocks },
+  channelMult: { type: "ints", help: "channel multiplier per level", min: 1, max: B.channelMult },
+  attentionResolutions: { type: "ints", help: "feature resolutions with attention", min: 1, max: B.imageSize },
+  numHeads: { type: "int", help: "attention heads (when --num-head-channels is -1)", min: 1, max: B.numHeads },
+  numHeadChannels: {
+    type: "int",
+    help: "channels per attention head (-1: use --num-heads)",
+    min: -1,
+    max: B.modelChannels,
+  },
   dropout: { type: "float", help: "ResBlock dropout", min: 0, max: 0.99 },
   resblockUpdown: { type: "bool", help: "resample with ResBlocks" },
   useScaleShiftNorm: { type: "bool", help: "scale-shift timestep conditioning" },
   useNewAttentionOrder: { type: "bool", help: "split q, k, v before the heads" },
-  learnSigma: { type: "bool", help: "6 output channels (guided-diffusion's learned variance)" },
   torsoDtype: { type: "string", help: "compute dtype of the UNet torso", choices: ["float32", "float16", "bfloat16"] },
 } as const satisfies Spec;
 
@@ -128,7 +173,6 @@ export function pretrainOptionsFrom(a: PretrainArgs): PretrainOptions {
     "resblockUpdown",
     "useScaleShiftNorm",
     "useNewAttentionOrder",
-    "learnSigma",
     "torsoDtype",
   ] as const;
   for (const k of keys) if (a[k] !== undefined) (unet as Record<string, unknown>)[k] = a[k];
@@ -145,7 +189,13 @@ export function pretrainOptionsFrom(a: PretrainArgs): PretrainOptions {
   if (method === "mdm" && unet.imageSize % a.patchSize !== 0) {
     throw new UsageError(`--patch-size ${a.patchSize} must divide the crop ${unet.imageSize}`);
   }
-  return {
+  for (const t of a.pictureTimesteps) {
+    if (t >= a.diffusionSteps) {
+      throw new UsageError(`--picture-timesteps: ${t} is not below --diffusion-steps (${a.diffusionSteps})`);
+    }
+  }
+  if (a.numHeadChannels === 0) throw new UsageError("--num-head-channels must be -1 or positive, got 0");
+  const options: PretrainOptions = {
     ...PRETRAIN_DEFAULTS,
     method,
     loss: (a.loss ?? (method === "mdm" ? "ssim" : "mse")) as PretrainOptions["loss"],
@@ -165,6 +215,61 @@ export function pretrainOptionsFrom(a: PretrainArgs): PretrainOptions {
     schedule: a.schedule as PretrainOptions["schedule"],
     ddpmTarget: a.ddpmTarget as PretrainOptions["ddpmTarget"],
   };
+  try {
+    checkPretrainOptions(options);
+  } catch (e) {
+    if (!(e instanceof FieldError)) throw e;
+    throw new UsageError(`${flagOf(e.field)}: ${e.problem}`);
+  }
+  return options;
+}
+
+/** The flag behind an options field: "options.unet.numHeads" -> --num-heads, imageSize -> --crop. */
+function flagOf(field: string): string {
+  const name = field.split(".").pop()!.replace(/\[\d+\]$/, "");
+  if (name === "unet") return "the UNet flags";
+  return `--${name === "imageSize" ? "crop" : kebab(name)}`;
+}
+
+// The flags that shape the model or its training: a resumed run takes them from its checkpoint.
+const RUN_SHAPING = [
+  "preset",
+  "method",
+  "loss",
+  "crop",
+  "batch",
+  "microBatch",
+  "lr",
+  "weightDecay",
+  "emaRate",
+  "seed",
+  "device",
+  "fixedT",
+  "diffusionSteps",
+  "patchSize",
+  "maskRatio",
+  "schedule",
+  "ddpmTarget",
+  "modelChannels",
+  "numResBlocks",
+  "channelMult",
+  "attentionResolutions",
+  "numHeads",
+  "numHeadChannels",
+  "dropout",
+  "resblockUpdown",
+  "useScaleShiftNorm",
+  "useNewAttentionOrder",
+  "torsoDtype",
+] as const satisfies readonly (keyof typeof PRETRAIN_SPEC)[];
+
+/** The run-shaping flags (see RUN_SHAPING) given in `argv`, as written there (`--lr`). */
+export function runShapingFlagsGiven(argv: readonly string[]): string[] {
+  const names = new Set<string>(RUN_SHAPING.map(kebab));
+  const given = argv.filter((a) => a.startsWith("--")).map((a) => a.slice(2).split("=")[0])
+    .map((n) => (!names.has(n) && n.startsWith("no-") ? n.slice(3) : n))
+    .filter((n) => names.has(n));
+  return [...new Set(given)].map((n) => `--${n}`);
 }
 
 /** How often to checkpoint and draw, unless given. */

@@ -8,18 +8,101 @@ import { Rng, type RngState } from "./rng.ts";
 
 export const IMAGE_EXTENSIONS: readonly string[] = [".png", ".jpg", ".jpeg", ".tif", ".tiff"];
 
-/** Image files under `dir`, recursively, as paths sorted by code unit (locale-independent order). */
-export async function listImages(dir: string): Promise<string[]> {
-  const found: string[] = [];
+/**
+ * Folders whose images are labels, not pictures (matched case-insensitively): a dataset root such
+ * as MoNuSeg's holds `train/images/` beside `train/masks/`, and pre-training must see only the former.
+ */
+export const LABEL_FOLDERS: readonly string[] = ["mask", "masks", "label", "labels", "annotation", "annotations"];
+
+/** What `findImages` found under a folder. */
+export interface ImageListing {
+  /** Image files, sorted by code unit (locale-independent order). Paths through links stay as found. */
+  paths: string[];
+  /** Label folders passed over (see LABEL_FOLDERS), relative to the root. */
+  skippedFolders: string[];
+  /**
+   * Links whose target does not exist, and folders reached a second time through links (as in a
+   * cycle), relative to the root.
+   */
+  skippedLinks: string[];
+}
+
+export interface FindImagesOptions {
+  /** Pass over folders named as LABEL_FOLDERS (default true). */
+  skipLabelFolders?: boolean;
+}
+
+/**
+ * Image files (by extension, IMAGE_EXTENSIONS) under `dir`, recursively. Symbolic links are
+ * followed, to files and to folders alike (a folder reached twice, as through a link cycle, is read
+ * once); folders named as LABEL_FOLDERS are skipped unless `skipLabelFolders` is false.
+ * @throws Deno.errors.NotFound when `dir` does not exist, NotADirectory when it is a file.
+ */
+export async function findImages(dir: string, opts: FindImagesOptions = {}): Promise<ImageListing> {
+  const skipLabels = opts.skipLabelFolders ?? true;
+  const root = dir.replace(/\/+$/, "") || "/";
+  const listing: ImageListing = { paths: [], skippedFolders: [], skippedLinks: [] };
+  const seen = new Set<string>();
+  const rel = (p: string) => p.slice(root.length + 1);
   const walk = async (d: string) => {
+    const real = await Deno.realPath(d);
+    if (seen.has(real)) {
+      if (d !== root) listing.skippedLinks.push(rel(d));
+      return;
+    }
+    seen.add(real);
     for await (const e of Deno.readDir(d)) {
       const p = `${d}/${e.name}`;
-      if (e.isDirectory) await walk(p);
-      else if (e.isFile && IMAGE_EXTENSIONS.some((x) => e.name.toLowerCase().endsWith(x))) found.push(p);
+      let isDir = e.isDirectory, isFile = e.isFile;
+      if (e.isSymlink) {
+        try {
+          const target = await Deno.stat(p);
+          isDir = target.isDirectory;
+          isFile = target.isFile;
+        } catch {
+          listing.skippedLinks.push(rel(p));
+          continue;
+        }
+      }
+      if (isDir) {
+        if (skipLabels && LABEL_FOLDERS.includes(e.name.toLowerCase())) listing.skippedFolders.push(rel(p));
+        else await walk(p);
+      } else if (isFile && IMAGE_EXTENSIONS.some((x) => e.name.toLowerCase().endsWith(x))) listing.paths.push(p);
     }
   };
-  await walk(dir.replace(/\/+$/, "") || "/");
-  return found.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  const info = await Deno.stat(root);
+  if (!info.isDirectory) throw new Deno.errors.NotADirectory(`${root}: not a folder`);
+  await walk(root);
+  const byCodeUnit = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+  listing.paths.sort(byCodeUnit);
+  listing.skippedFolders.sort(byCodeUnit);
+  listing.skippedLinks.sort(byCodeUnit);
+  return listing;
+}
+
+/**
+ * Image files under `dir`, recursively, as paths sorted by code unit: `findImages`'s paths, links
+ * followed, label folders included unless `skipLabelFolders` is true (`findImages` skips them by
+ * default; this lists every image, as a dataset loader needs).
+ */
+export async function listImages(dir: string, opts: FindImagesOptions = {}): Promise<string[]> {
+  return (await findImages(dir, { skipLabelFolders: opts.skipLabelFolders ?? false })).paths;
+}
+
+/**
+ * Where the images of a listing are: "N in a/b, M in c" per folder relative to `root` ("." for the
+ * root itself), for a user to check that the right images were taken.
+ */
+export function describeListing(root: string, paths: readonly string[]): string {
+  const base = root.replace(/\/+$/, "") || "/";
+  const counts = new Map<string, number>();
+  for (const p of paths) {
+    const r = p.slice(base.length + 1);
+    const folder = r.includes("/") ? r.slice(0, r.lastIndexOf("/")) : ".";
+    counts.set(folder, (counts.get(folder) ?? 0) + 1);
+  }
+  const parts = [...counts].map(([f, n]) => `${n} in ${f}`);
+  return parts.length > 6 ? `${parts.slice(0, 6).join(", ")} and ${parts.length - 6} more folders` : parts.join(", ");
 }
 
 export interface RandomCropOptions {
@@ -95,9 +178,9 @@ export class RandomCropLoader {
     return new RandomCropLoader(images, opts);
   }
 
-  /** Reads every image under `dir` (see `listImages`). */
+  /** Reads every image under `dir` for pre-training (see `findImages`: links followed, label folders skipped). */
   static async fromDir(dir: string, opts: RandomCropOptions): Promise<RandomCropLoader> {
-    const paths = await listImages(dir);
+    const { paths } = await findImages(dir);
     if (paths.length === 0) throw new RangeError(`${dir}: no .png/.jpg/.jpeg/.tif/.tiff images found`);
     return RandomCropLoader.fromFiles(paths, opts);
   }
@@ -162,13 +245,17 @@ export class RandomCropLoader {
     const order = state?.order;
     const okOrder = Array.isArray(order) && (order.length === 0 || order.length === n) &&
       new Set(order).size === order.length && order.every((i) => Number.isInteger(i) && i >= 0 && i < n);
-    if (!okOrder || !Number.isInteger(state.cursor) || state.cursor < 0 || state.cursor > order.length) {
+    const epoch = state?.epoch ?? 0;
+    if (
+      !okOrder || !Number.isInteger(state.cursor) || state.cursor < 0 || state.cursor > order.length ||
+      !Number.isSafeInteger(epoch) || epoch < 0
+    ) {
       throw new TypeError(`RandomCropLoader.setState: state does not fit a loader over ${n} images`);
     }
     this.#rng.setState(state.rng);
     this.#order = [...order];
     this.#cursor = state.cursor;
-    this.#epoch = state.epoch ?? 0;
+    this.#epoch = epoch;
   }
 }
 

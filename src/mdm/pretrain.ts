@@ -16,6 +16,7 @@ import { type BetaSchedule, GaussianNoise } from "./ddpm.ts";
 import { Ema } from "./ema.ts";
 import { PatchMasking } from "./mask.ts";
 import { ssimLoss } from "./ssim.ts";
+import { checkPretrainOptions } from "./validate.ts";
 
 type Images = Tensor<FloatDType, Device>;
 
@@ -96,20 +97,16 @@ export class Pretrainer {
   /**
    * A trainer at step 0: seeded initial weights, or with `saved`, the weights and EMA taken from
    * there (no initialisation; the tensors used leave the maps, see `rootBuilder`), as resuming does.
-   * @throws RangeError for a batch that is not a multiple of the micro-batch, or a fixedT outside [0, T).
+   * @throws FieldError (a RangeError) naming the first field of `options` that is missing, of the
+   * wrong type or out of range, or that disagrees with another (see checkPretrainOptions): e.g. a
+   * batch that is not a multiple of the micro-batch, a fixedT outside [0, T).
    * @throws StateDictError when `saved.model` does not fit the model (missing, unexpected or mis-shaped keys).
    */
   constructor(
     readonly options: PretrainOptions,
     saved?: { model: Map<string, Tensor>; ema: Map<string, Tensor>; emaSource?: string },
   ) {
-    if (options.batch % options.microBatch !== 0) {
-      throw new RangeError(`batch ${options.batch} is not a multiple of microBatch ${options.microBatch}`);
-    }
-    const { fixedT, diffusionSteps } = options;
-    if (fixedT !== null && !(Number.isInteger(fixedT) && fixedT >= 0 && fixedT < diffusionSteps)) {
-      throw new RangeError(`fixedT must be an integer in [0, ${diffusionSteps}), got ${fixedT}`);
-    }
+    checkPretrainOptions(options);
     // The initial weights come from the global generator: seed it, so that `seed` decides them too
     // (and the dropout stream that continues from it).
     manualSeed(options.seed);

@@ -1,15 +1,27 @@
 // Pre-training checkpoints, the whole training state: one folder per saved step (model, EMA,
 // optimizer, random streams, data order), made complete under a temporary name and renamed into
 // place, so that a process killed mid-save leaves the previous checkpoints readable. The newest few
-// are kept. Loading model weights alone is src/io/weights.ts.
+// are kept. Every file's SHA-256 is written last (SHA256SUMS) and checked before a checkpoint is
+// used, and every field of state.json is validated, so that a damaged or edited checkpoint is
+// refused by name rather than trained on; `newestIntactCheckpoint` finds the one to resume from.
+// Loading model weights alone is src/io/weights.ts.
 import { loadSafetensors, saveSafetensors } from "../io/safetensors.ts";
 import { writeAll, writeFileAtomic } from "../io/atomic.ts";
+import { checkSums, SUMS_FILE, writeSums } from "../io/checksum.ts";
+import { CheckpointError } from "../io/common.ts";
+import type { Limits } from "../io/limits.ts";
 import { getRngState, setRngState } from "../random.ts";
 import { decodeBase64, encodeBase64 } from "../util/base64.ts";
+import { FieldError, integer, number, object, onlyKeys, string } from "../util/fields.ts";
 import { StateDictError } from "../nn/module.ts";
 import { Pretrainer, type PretrainOptions } from "./pretrain.ts";
+import { checkPretrainOptions, PRETRAIN_BOUNDS } from "./validate.ts";
 
-export const CHECKPOINT_VERSION = 1;
+/** 2: the folder holds SHA256SUMS. Version 1 folders (without) are still read, unverified. */
+export const CHECKPOINT_VERSION = 2;
+
+/** The files of a checkpoint, SHA256SUMS aside. */
+export const CHECKPOINT_FILES = ["model.safetensors", "ema.safetensors", "optimizer.bin", "state.json"] as const;
 
 /** The JSON part of a checkpoint. */
 export interface TrainState {
@@ -25,9 +37,15 @@ export interface TrainState {
 }
 
 const NAME = /^step-(\d{7,})$/;
+// Temporaries: `step-N.tmp-<pid>-<id>` while a checkpoint is written or deleted (see cleanTemporaries).
+const TEMPORARY = /^step-\d{7,}\.tmp-(?:(\d+)-)?/;
 
 function stepDir(root: string, step: number): string {
   return `${root}/step-${String(step).padStart(7, "0")}`;
+}
+
+function temporaryName(path: string): string {
+  return `${path}.tmp-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
 }
 
 function fsyncDir(path: string): void {
@@ -46,7 +64,7 @@ function fsyncDir(path: string): void {
  * the `step-N` namespace (atomic), so a kill during the deletion leaves only a stray temporary.
  */
 function removeCheckpoint(path: string): void {
-  const trash = `${path}.tmp-del-${crypto.randomUUID().slice(0, 8)}`;
+  const trash = temporaryName(path);
   Deno.renameSync(path, trash);
   Deno.removeSync(trash, { recursive: true });
 }
@@ -60,7 +78,7 @@ export function saveCheckpoint(
 ): string {
   Deno.mkdirSync(root, { recursive: true });
   const final = stepDir(root, trainer.step);
-  const tmp = `${final}.tmp-${crypto.randomUUID().slice(0, 8)}`;
+  const tmp = temporaryName(final);
   Deno.mkdirSync(tmp);
   try {
     saveSafetensors(`${tmp}/model.safetensors`, trainer.model.stateDict());
@@ -80,8 +98,9 @@ export function saveCheckpoint(
       data: extra.data,
       seconds: extra.seconds,
     };
-    // state.json goes last: a folder with it is complete.
     writeFileAtomic(`${tmp}/state.json`, (f) => writeAll(f, new TextEncoder().encode(JSON.stringify(state, null, 1))));
+    // The checksums go last, over the files as they are on disk.
+    writeSums(tmp, CHECKPOINT_FILES);
     fsyncDir(tmp);
     try {
       removeCheckpoint(final); // a stale one from an earlier run at this step
@@ -98,7 +117,7 @@ export function saveCheckpoint(
   return final;
 }
 
-/** Complete checkpoints under `root`, oldest first. */
+/** Complete checkpoints under `root` (folders `step-N` with a state.json), oldest first. */
 export function listCheckpoints(root: string): { step: number; path: string }[] {
   const found: { step: number; path: string }[] = [];
   try {
@@ -116,43 +135,216 @@ export function listCheckpoints(root: string): { step: number; path: string }[] 
   return found.sort((a, b) => a.step - b.step);
 }
 
-/** Reads a checkpoint folder's JSON state, checking that it is one. */
-export function readTrainState(path: string): TrainState {
-  let state: TrainState;
+function alive(pid: number): boolean {
+  if (pid === Deno.pid) return true;
   try {
-    state = JSON.parse(Deno.readTextFileSync(`${path}/state.json`));
+    Deno.statSync(`/proc/${pid}`);
+    return true;
   } catch (e) {
-    throw new Error(`${path}: not a readable checkpoint (${(e as Error).message})`);
+    if (e instanceof Deno.errors.NotFound) {
+      // Without /proc (not Linux) nothing is known: keep the folder.
+      try {
+        Deno.statSync("/proc/self");
+        return false;
+      } catch {
+        return true;
+      }
+    }
+    return true;
   }
-  if (state.version !== CHECKPOINT_VERSION || !Number.isInteger(state.step)) {
-    throw new Error(`${path}/state.json: unsupported checkpoint version ${state.version}`);
+}
+
+/**
+ * Removes the temporary folders (`step-N.tmp-*`) that an interrupted save or deletion left under
+ * `root`, except those of a process still running on this machine (whose save may be under way).
+ * Returns the paths removed.
+ */
+export function cleanTemporaries(root: string): string[] {
+  const removed: string[] = [];
+  let entries: Deno.DirEntry[];
+  try {
+    entries = [...Deno.readDirSync(root)];
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return removed;
+    throw e;
   }
-  return state;
+  for (const e of entries) {
+    const m = TEMPORARY.exec(e.name);
+    if (!m || (m[1] !== undefined && alive(Number(m[1])))) continue;
+    const path = `${root}/${e.name}`;
+    try {
+      Deno.removeSync(path, { recursive: true });
+      removed.push(path);
+    } catch (err) {
+      if (!(err instanceof Deno.errors.NotFound)) throw err;
+    }
+  }
+  return removed;
+}
+
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+
+function rngState(v: unknown, field: string): string {
+  const s = string(v, field);
+  if (s.length === 0 || s.length % 4 !== 0 || !BASE64.test(s)) throw new FieldError(field, "is not base64");
+  return s;
+}
+
+/**
+ * Checks every field of a parsed state.json. `folderStep` (from a `step-N` folder name) must
+ * equal its step.
+ * @throws FieldError naming the field.
+ */
+export function checkTrainState(v: unknown, folderStep?: number): TrainState {
+  const o = object(v, "state");
+  onlyKeys(o, ["version", "step", "options", "rng", "data", "seconds"], "state");
+  const version = integer(o.version, "version", 1, CHECKPOINT_VERSION);
+  const options = checkPretrainOptions(o.options, "options");
+  const step = integer(o.step, "step", 0, PRETRAIN_BOUNDS.steps);
+  if (folderStep !== undefined && step !== folderStep) {
+    throw new FieldError("step", `is ${step} but the folder is named for step ${folderStep}`);
+  }
+  const r = object(o.rng, "rng");
+  onlyKeys(r, ["timesteps", "mask", "noise", "global"], "rng");
+  const rng = {
+    timesteps: rngState(r.timesteps, "rng.timesteps"),
+    mask: rngState(r.mask, "rng.mask"),
+    noise: rngState(r.noise, "rng.noise"),
+    global: rngState(r.global, "rng.global"),
+  };
+  // The data loader's state is its own to check (RandomCropLoader.setState); here it must be there.
+  if (o.data === undefined) throw new FieldError("data", "is missing");
+  return { version, step, options, rng, data: o.data, seconds: number(o.seconds, "seconds", 0) };
+}
+
+/**
+ * Reads a checkpoint folder's state.json and validates every field (not the other files: see
+ * verifyCheckpoint).
+ * @throws CheckpointError naming the folder or state.json and, for a bad value, the field.
+ */
+export function readTrainState(path: string): TrainState {
+  const file = `${path}/state.json`;
+  let raw: unknown;
+  try {
+    raw = JSON.parse(Deno.readTextFileSync(file));
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      throw new CheckpointError(path, "not a checkpoint folder (no state.json)", { cause: e });
+    }
+    throw new CheckpointError(file, `not readable as JSON (${(e as Error).message})`, { cause: e });
+  }
+  const m = NAME.exec(path.replace(/\/+$/, "").split("/").pop()!);
+  try {
+    return checkTrainState(raw, m ? Number(m[1]) : undefined);
+  } catch (e) {
+    if (e instanceof FieldError) throw new CheckpointError(file, e.message, { cause: e });
+    throw e;
+  }
+}
+
+/**
+ * Checks every file of a checkpoint folder against its SHA256SUMS and returns its validated state.
+ * A version 1 checkpoint (written before checksums) has none to check: `verified` is then false.
+ * @throws CheckpointError naming the damaged, missing or invalid file.
+ */
+export function verifyCheckpoint(path: string): { state: TrainState; verified: boolean } {
+  const hasSums = (() => {
+    try {
+      Deno.statSync(`${path}/${SUMS_FILE}`);
+      return true;
+    } catch {
+      return false;
+    }
+  })();
+  if (hasSums) {
+    const problem = checkSums(path, CHECKPOINT_FILES);
+    if (problem) throw new CheckpointError(problem[0], problem[1]);
+  }
+  const state = readTrainState(path);
+  if (state.version >= 2 && !hasSums) {
+    throw new CheckpointError(`${path}/${SUMS_FILE}`, "missing (a version 2 checkpoint must have it)");
+  }
+  return { state, verified: hasSums };
+}
+
+/** A checkpoint that `newestIntactCheckpoint` passed over, and why. */
+export interface SkippedCheckpoint {
+  path: string;
+  reason: string;
+}
+
+/**
+ * The newest checkpoint under `root` whose files match their checksums and whose state is valid,
+ * with the newer ones that failed (newest first). `path` is null when none is intact.
+ */
+export function newestIntactCheckpoint(
+  root: string,
+): { path: string | null; state: TrainState | null; verified: boolean; skipped: SkippedCheckpoint[] } {
+  const skipped: SkippedCheckpoint[] = [];
+  for (const { path } of listCheckpoints(root).reverse()) {
+    try {
+      const { state, verified } = verifyCheckpoint(path);
+      return { path, state, verified, skipped };
+    } catch (e) {
+      if (!(e instanceof CheckpointError)) throw e;
+      skipped.push({ path, reason: e.message });
+    }
+  }
+  return { path: null, state: null, verified: false, skipped };
+}
+
+/**
+ * Moves a checkpoint that failed its checks out of the `step-N` names (to `step-N.damaged-<id>`),
+ * keeping it for inspection while resuming, saving and pruning no longer see it. Returns the new path.
+ */
+export function setAsideCheckpoint(path: string): string {
+  const to = `${path}.damaged-${crypto.randomUUID().slice(0, 8)}`;
+  Deno.renameSync(path, to);
+  return to;
 }
 
 /**
  * Rebuilds the trainer a checkpoint folder saved: its weights and EMA are read straight into the
  * model (nothing is initialised first), then the optimizer, random streams and step are restored.
+ * The files are checked against their checksums first unless `verified` (the caller just did).
  * `options` (default: the saved ones) may differ from them only in what does not shape the model or
  * its state, such as `steps`.
- * @throws Error naming the file for weights that do not fit the options' model.
+ * @throws CheckpointError naming the file: damaged, invalid, or weights that do not fit the model.
  */
-export function restoreTrainer(path: string, state = readTrainState(path), options = state.options): Pretrainer {
+export function restoreTrainer(
+  path: string,
+  state?: TrainState,
+  options?: PretrainOptions,
+  opts: { verified?: boolean; limits?: Limits } = {},
+): Pretrainer {
+  if (!opts.verified) state = verifyCheckpoint(path).state;
+  state ??= readTrainState(path);
+  options ??= state.options;
   const file = (name: string) => `${path}/${name}.safetensors`;
-  using model = loadSafetensors(file("model"), { device: options.device });
-  using ema = loadSafetensors(file("ema"), { device: options.device });
+  using model = loadSafetensors(file("model"), { ...opts.limits, device: options.device });
+  using ema = loadSafetensors(file("ema"), { ...opts.limits, device: options.device });
   let trainer: Pretrainer;
   try {
     trainer = new Pretrainer(options, { model, ema, emaSource: file("ema") });
   } catch (e) {
-    if (e instanceof StateDictError) throw new Error(`${file("model")}: ${e.message}`, { cause: e });
+    if (e instanceof StateDictError) throw new CheckpointError(file("model"), e.message, { cause: e });
     throw e;
   }
-  trainer.optimizer.loadStateBytes(Deno.readFileSync(`${path}/optimizer.bin`));
-  trainer.rng.timesteps.state = decodeBase64(state.rng.timesteps);
-  trainer.rng.mask.state = decodeBase64(state.rng.mask);
-  trainer.rng.noise.state = decodeBase64(state.rng.noise);
-  setRngState(decodeBase64(state.rng.global), options.device);
+  const restore = (what: string, f: () => void) => {
+    try {
+      f();
+    } catch (e) {
+      throw new CheckpointError(what, (e as Error).message, { cause: e });
+    }
+  };
+  restore(`${path}/optimizer.bin`, () => trainer.optimizer.loadStateBytes(Deno.readFileSync(`${path}/optimizer.bin`)));
+  const s = state;
+  restore(`${path}/state.json (rng)`, () => {
+    trainer.rng.timesteps.state = decodeBase64(s.rng.timesteps);
+    trainer.rng.mask.state = decodeBase64(s.rng.mask);
+    trainer.rng.noise.state = decodeBase64(s.rng.noise);
+    setRngState(decodeBase64(s.rng.global), options.device);
+  });
   trainer.step = state.step;
   return trainer;
 }

@@ -1,6 +1,7 @@
 // The ddpm-segmentation face sets (FFHQ-34, CelebA-19): square images with .npy class maps,
 // resized to the model's resolution as that code does.
-import { listImages } from "../folder.ts";
+import { findImages } from "../folder.ts";
+import type { Limits } from "../../io/limits.ts";
 import { toRGB } from "../image.ts";
 import { npyToLabel, readNpy } from "../npy.ts";
 import { resizeImageBilinear, resizeLabelNearest } from "../resize.ts";
@@ -20,6 +21,8 @@ export interface DdpmSegOptions {
   size?: number;
   /** Number of classes; when given, label values must be below it or 255. */
   classes?: number;
+  /** Limits of the image and .npy readers (see Limits). */
+  limits?: Limits;
 }
 
 /**
@@ -40,7 +43,13 @@ export async function loadDdpmSeg(
   if (opts.size !== undefined && !(Number.isInteger(opts.size) && opts.size > 0)) {
     throw new RangeError(`size must be a positive integer, got ${opts.size}`);
   }
-  const images = (await listImages(dir)).filter((p) => /\.(png|jpe?g)$/i.test(p));
+  // Every folder, as ddpm-segmentation's loader walks them; a link to nothing is an error rather
+  // than an image silently left out.
+  const listing = await findImages(dir, { skipLabelFolders: false });
+  if (listing.skippedLinks.length) {
+    throw new DatasetError(`${dir}/${listing.skippedLinks[0]}`, "a link to nothing, or a link back to a folder above");
+  }
+  const images = listing.paths.filter((p) => /\.(png|jpe?g)$/i.test(p));
   const items: SegItem[] = [];
   for (const image of images) {
     const npy = image.slice(0, image.lastIndexOf(".")) + ".npy";
@@ -50,11 +59,11 @@ export async function loadDdpmSeg(
       name,
       files: { image, label: npy },
       load: async () => {
-        let img = toRGB(await readAnyImage(image));
+        let img = toRGB(await readAnyImage(image, opts.limits));
         if (img.width !== img.height) {
           throw new DatasetError(image, `image is ${img.width}x${img.height}; only square images are supported`);
         }
-        const lab = npyToLabel(await readNpy(npy), npy);
+        const lab = npyToLabel(await readNpy(npy, opts.limits), npy);
         if (lab.width !== lab.height) {
           throw new DatasetError(npy, `class map is ${lab.width}x${lab.height} but its image ${image} is square`);
         }

@@ -22,13 +22,25 @@ export async function isDir(path: string): Promise<boolean> {
 
 /**
  * Files directly in `dir` whose lower-cased name ends with one of `exts`, in directory order.
- * @throws DatasetError when `dir` is not a folder.
+ * Symbolic links to files count as the files (a folder of links is a folder of images); links
+ * whose target is missing are an error naming them, rather than images silently left out.
+ * @throws DatasetError when `dir` is not a folder, or for a broken link.
  */
 export async function listFiles(dir: string, exts: readonly string[]): Promise<string[]> {
   if (!(await isDir(dir))) throw new DatasetError(dir, "folder not found");
   const names: string[] = [];
   for await (const e of Deno.readDir(dir)) {
-    if (e.isFile && exts.some((x) => e.name.toLowerCase().endsWith(x))) names.push(e.name);
+    if (!exts.some((x) => e.name.toLowerCase().endsWith(x))) continue;
+    let isFile = e.isFile;
+    if (e.isSymlink) {
+      const path = `${dir}/${e.name}`;
+      try {
+        isFile = (await Deno.stat(path)).isFile;
+      } catch (err) {
+        throw new DatasetError(path, `a link to nothing (${(err as Error).message})`, { cause: err });
+      }
+    }
+    if (isFile) names.push(e.name);
   }
   return names;
 }

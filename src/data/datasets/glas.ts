@@ -1,4 +1,5 @@
 // GlaS (Warwick QU): colon gland images with one id per gland, in their original single folder.
+import type { Limits } from "../../io/limits.ts";
 import { toRGB } from "../image.ts";
 import { DatasetError, type SegDataset, type SegItem, SegSplit } from "./dataset.ts";
 import { compareCodeUnits, compareNatural, listFiles, stemOf } from "./files.ts";
@@ -13,6 +14,8 @@ export interface GlaSOptions {
    * (train_1..train_8).
    */
   order?: "lexicographic" | "natural";
+  /** Limits of the image readers (see Limits). */
+  limits?: Limits;
 }
 
 /**
@@ -38,8 +41,8 @@ export async function loadGlaS(dir: string, opts: GlaSOptions = {}): Promise<Seg
       name,
       files: { image, label },
       load: async () => {
-        const img = toRGB(await readAnyImage(image));
-        const ids = await readClassMap(label);
+        const img = toRGB(await readAnyImage(image, opts.limits));
+        const ids = await readClassMap(label, opts.limits);
         checkSize(label, "annotation", ids.width, ids.height, img, image);
         const instances = Int32Array.from(ids.data);
         const bin = ids.data.map((v) => (v > 0 ? 1 : 0));

@@ -1,4 +1,5 @@
 // MoNuSeg 2018: H&E tiles with nucleus masks and polygon annotations.
+import type { Limits } from "../../io/limits.ts";
 import { type Image, toRGB } from "../image.ts";
 import { readMoNuSegAnnotation } from "../polygons.ts";
 import { DatasetError, type LabelledImage, type SegDataset, type SegItem, SegSplit } from "./dataset.ts";
@@ -8,6 +9,8 @@ import { checkBinaryMask, checkSize, readAnyImage, readClassMap } from "./pairs.
 export interface MoNuSegOptions {
   /** Vertex tolerance beyond the image, px (see polygons.ts; default 4). */
   tolerance?: number;
+  /** Limits of the image, mask and XML readers (see Limits). */
+  limits?: Limits;
 }
 
 /**
@@ -24,9 +27,10 @@ export async function loadMoNuSeg(root: string, opts: MoNuSegOptions = {}): Prom
   root = root.replace(/\/+$/, "");
   const tifs = async (split: string) =>
     (await listFiles(`${root}/${split}/images`, [".tif", ".tiff"])).sort(compareCodeUnits);
-  const readRgb = async (path: string) => toRGB(await readAnyImage(path));
+  const limits = opts.limits ?? {};
+  const readRgb = async (path: string) => toRGB(await readAnyImage(path, limits));
   const annotation = async (xml: string, image: Image) => {
-    const ann = await readMoNuSegAnnotation(xml, image.width, image.height, opts);
+    const ann = await readMoNuSegAnnotation(xml, image.width, image.height, { ...limits, tolerance: opts.tolerance });
     const warnings = ann.skipped.map((s) =>
       `${xml}: region ${s.index} (Id ${s.id ?? "?"}) has ${s.vertices} vertices; skipped`
     );
@@ -47,7 +51,7 @@ export async function loadMoNuSeg(root: string, opts: MoNuSegOptions = {}): Prom
       files,
       load: async () => {
         const img = await readRgb(image);
-        const m = await readClassMap(mask);
+        const m = await readClassMap(mask, limits);
         checkSize(mask, "mask", m.width, m.height, img, image);
         checkBinaryMask(mask, m.data, m.width);
         const out: LabelledImage = { name, image: img, label: m.data };

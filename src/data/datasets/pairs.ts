@@ -2,6 +2,7 @@
 // (same size, label values that are classes), each failure naming the file.
 import { decodeBmp, isBmp } from "../bmp.ts";
 import { decodeImage, type Image, ImageError, type ReadOptions } from "../image.ts";
+import type { Limits } from "../../io/limits.ts";
 import { DatasetError, IGNORE_LABEL } from "./dataset.ts";
 
 async function readBytes(path: string): Promise<Uint8Array> {
@@ -13,7 +14,7 @@ async function readBytes(path: string): Promise<Uint8Array> {
   }
 }
 
-/** Reads a PNG, JPEG, TIFF or BMP image (format from the bytes). */
+/** Reads a PNG, JPEG, TIFF or BMP image (format from the bytes), within `opts`'s limits. */
 export async function readAnyImage(path: string, opts: ReadOptions = {}): Promise<Image> {
   const bytes = await readBytes(path);
   return isBmp(bytes) ? decodeBmp(bytes, path, opts) : decodeImage(bytes, path, opts);
@@ -29,16 +30,15 @@ export interface ClassMap {
 /**
  * Reads a label image as raw 8-bit values: gray as is, palette images as their indices, and
  * RGB(A) only when R = G = B everywhere (alpha ignored). 16-bit PNGs are refused, since the image
- * reader scales them to 8 bits, which would destroy class values.
+ * reader scales them to 8 bits, which would destroy class values. `limits` as for images.
  */
-export async function readClassMap(path: string): Promise<ClassMap> {
+export async function readClassMap(path: string, limits: Limits = {}): Promise<ClassMap> {
   const bytes = await readBytes(path);
   if (bytes.length > 24 && bytes[0] === 0x89 && bytes[1] === 0x50 && bytes[24] === 16) {
     throw new DatasetError(path, "16-bit PNG label maps are not supported (store class indices as 8-bit)");
   }
-  const img = isBmp(bytes)
-    ? decodeBmp(bytes, path, { paletteIndices: true })
-    : decodeImage(bytes, path, { paletteIndices: true });
+  const opts = { ...limits, paletteIndices: true };
+  const img = isBmp(bytes) ? decodeBmp(bytes, path, opts) : decodeImage(bytes, path, opts);
   const { width, height, channels, data } = img;
   if (channels === 1) return { width, height, data };
   const out = new Uint8Array(width * height);
