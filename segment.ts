@@ -5,6 +5,7 @@
 // src/report/segmentation.ts.
 //
 //   deno run -A segment.ts [--help] [flags]
+import { mkdir, readFile, stat } from "node:fs/promises";
 import { Generator, getNumThreads, keep, randn, setNumThreads, torchVersion } from "./mod.ts";
 import {
   COMMON_FLAGS,
@@ -181,8 +182,8 @@ async function loadDataset(
 ): Promise<SegDataset> {
   const need = async () => {
     if (!data) throw new UsageError(`--dataset ${kind} needs --data <folder>`);
-    const info = await Deno.stat(data).catch(() => null);
-    if (!info?.isDirectory) throw new UsageError(`--data ${data}: ${info ? "not a folder" : "no such folder"}`);
+    const info = await stat(data).catch(() => null);
+    if (!info?.isDirectory()) throw new UsageError(`--data ${data}: ${info ? "not a folder" : "no such folder"}`);
     return data;
   };
   if (classes !== undefined && kind !== "ddpm" && kind !== "folder" && classes !== 2) {
@@ -247,7 +248,7 @@ async function readPretrainConfig(
   const configPath = config ?? `${dir}/config.json`;
   let text: string;
   try {
-    text = await Deno.readTextFile(configPath);
+    text = await readFile(configPath, "utf8");
   } catch (e) {
     throw new UsageError(`cannot read the pre-training config ${configPath} (${(e as Error).message}); give --config`);
   }
@@ -390,7 +391,7 @@ async function main(argv: string[]): Promise<number> {
   const device = deviceArg(a.device);
   const limits = limitsArg(a);
   // Checked first: without weights the config beside them is missing too, which would hide the cause.
-  if (!(await Deno.stat(a.checkpoint).catch(() => null))?.isFile) {
+  if (!(await stat(a.checkpoint).catch(() => null))?.isFile()) {
     throw new UsageError(`--checkpoint ${a.checkpoint}: not found, or not a file (pre-train with train.ts first)`);
   }
   const { pre, configPath } = await readPretrainConfig(a.checkpoint, a.config);
@@ -400,7 +401,7 @@ async function main(argv: string[]): Promise<number> {
     source: `${configPath}: options.unet.torsoDtype`,
   });
   try {
-    await Deno.mkdir(a.out, { recursive: true });
+    await mkdir(a.out, { recursive: true });
   } catch (e) {
     throw new UsageError(`--out ${a.out}: cannot create the folder (${(e as Error).message})`);
   }
@@ -481,7 +482,7 @@ async function main(argv: string[]): Promise<number> {
   );
 
   const overlaysDir = `${a.out}/overlays`;
-  await Deno.mkdir(overlaysDir, { recursive: true });
+  await mkdir(overlaysDir, { recursive: true });
   const result = await runMedicalProtocol(model, train, ds.test, {
     heads: a.heads,
     head,

@@ -3,6 +3,9 @@
 // embedded synthetic nuclei dataset.
 //
 //   deno run -A train.ts [--help] [flags]
+import { readFileSync, statSync } from "node:fs";
+import { mkdir, open, writeFile } from "node:fs/promises";
+import { errorCode } from "./src/io/fs.ts";
 import { getNumThreads, setNumThreads, tidy, torchVersion } from "./mod.ts";
 import { helpText, limitsArg, parseArgs, runCli, RunError, UsageError } from "./src/cli/args.ts";
 import { intervals, PRETRAIN_SPEC, pretrainOptionsFrom, runShapingFlagsGiven } from "./src/cli/pretrain_flags.ts";
@@ -68,8 +71,8 @@ async function loadImages(
     try {
       listing = await findImages(dir);
     } catch (e) {
-      if (e instanceof Deno.errors.NotFound) throw new UsageError(`--data ${dir}: no such folder`);
-      if (e instanceof Deno.errors.NotADirectory) throw new UsageError(`--data ${dir}: not a folder`);
+      if (errorCode(e) === "ENOENT") throw new UsageError(`--data ${dir}: no such folder`);
+      if (errorCode(e) === "ENOTDIR") throw new UsageError(`--data ${dir}: not a folder`);
       throw e;
     }
     paths = listing.paths;
@@ -110,10 +113,10 @@ function readLog(path: string, upTo: number): LogEntry[] {
         return [];
       }
     };
-    return Deno.readTextFileSync(path).split("\n").filter((l) => l.trim()).flatMap(parse)
+    return readFileSync(path, "utf8").split("\n").filter((l) => l.trim()).flatMap(parse)
       .filter((e) => e.step <= upTo);
   } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return [];
+    if (errorCode(e) === "ENOENT") return [];
     throw e;
   }
 }
@@ -146,7 +149,7 @@ function findResume(
   if (args.resumeFrom) {
     const info = (() => {
       try {
-        return Deno.statSync(args.resumeFrom!);
+        return statSync(args.resumeFrom!);
       } catch {
         return null;
       }
@@ -189,7 +192,7 @@ async function main(argv: string[]): Promise<number> {
   let options: PretrainOptions = pretrainOptionsFrom(args);
   const { checkpointEvery, pictureEvery } = intervals(args);
   try {
-    await Deno.mkdir(`${out}/pictures`, { recursive: true });
+    await mkdir(`${out}/pictures`, { recursive: true });
   } catch (e) {
     throw new UsageError(`--out ${out}: cannot create the folder (${(e as Error).message})`);
   }
@@ -275,7 +278,7 @@ async function main(argv: string[]): Promise<number> {
     libtorch: torchVersion(),
     parameters: trainer.model.numParameters(),
   };
-  await Deno.writeTextFile(`${out}/config.json`, JSON.stringify(config, null, 2) + "\n");
+  await writeFile(`${out}/config.json`, JSON.stringify(config, null, 2) + "\n");
   console.error(
     `${options.method} pre-training: ${
       (config.parameters / 1e6).toFixed(2)
@@ -286,8 +289,8 @@ async function main(argv: string[]): Promise<number> {
   // A log line past the checkpoint belongs to steps that are about to be redone.
   const logPath = `${out}/log.jsonl`;
   const log = readLog(logPath, trainer.step);
-  await Deno.writeTextFile(logPath, log.map((e) => JSON.stringify(e) + "\n").join(""));
-  const logFile = await Deno.open(logPath, { append: true });
+  await writeFile(logPath, log.map((e) => JSON.stringify(e) + "\n").join(""));
+  const logFile = await open(logPath, "a");
 
   const progress = new Progress({ total: options.steps, label: options.method }, trainer.step);
   let lastSaved = trainer.step;
@@ -302,7 +305,7 @@ async function main(argv: string[]): Promise<number> {
       }
       const entry: LogEntry = { step, loss, imagesPerSecond: options.batch / dt, seconds };
       log.push(entry);
-      await logFile.write(new TextEncoder().encode(JSON.stringify(entry) + "\n"));
+      await logFile.write(JSON.stringify(entry) + "\n");
       progress.update(step, { loss, "img/s": entry.imagesPerSecond });
       if (pictureEvery > 0 && (step % pictureEvery === 0 || step === options.steps)) {
         await writePicture(
@@ -318,7 +321,7 @@ async function main(argv: string[]): Promise<number> {
       }
     }
   } finally {
-    logFile.close();
+    await logFile.close();
   }
   if (lastSaved !== trainer.step) {
     saveCheckpoint(ckptDir, trainer, { data: loader.getState(), seconds }, args.keepCheckpoints);
@@ -330,7 +333,7 @@ async function main(argv: string[]): Promise<number> {
   let avg = log[0]?.loss ?? 0;
   for (const e of log) smooth.push([e.step, avg = 0.9 * avg + 0.1 * e.loss]);
   if (log.length) {
-    await Deno.writeTextFile(
+    await writeFile(
       `${out}/loss.svg`,
       linePlotSvg(
         [{ name: `${options.loss} loss`, points: log.map((e) => [e.step, e.loss]), color: "#9ecae1" }, {
@@ -358,7 +361,7 @@ async function main(argv: string[]): Promise<number> {
       lossCurve: `${out}/loss.svg`,
     },
   };
-  await Deno.writeTextFile(`${out}/summary.json`, JSON.stringify(summary, null, 2) + "\n");
+  await writeFile(`${out}/summary.json`, JSON.stringify(summary, null, 2) + "\n");
   console.error(
     `done: ${trainer.step} steps in ${seconds.toFixed(0)} s (${summary.imagesPerSecond.toFixed(1)} images/s); ` +
       `loss ${summary.lossFirstTenth.toFixed(4)} → ${

@@ -97,11 +97,14 @@ export async function npyCopies(paths: string[], dir: string, kind: "rgb" | "lab
   return out;
 }
 
-/** Prints rows of [what, mdm, pytorch] with the ratio mdm / pytorch (below 1: mdm is faster). */
-export function report(title: string, rows: [string, number, number][]): void {
+/**
+ * Prints rows of [what, a, b] with the ratio a / b; the columns are mdm and PyTorch unless named
+ * (below 1: the first is faster).
+ */
+export function report(title: string, rows: [string, number, number][], columns = ["mdm", "pytorch"]): void {
   console.log(`\n${title}`);
   const w = Math.max(...rows.map((r) => r[0].length));
-  console.log(`${"".padEnd(w)}  ${"mdm".padStart(10)}  ${"pytorch".padStart(10)}  ${"ratio".padStart(7)}`);
+  console.log(`${"".padEnd(w)}  ${columns[0].padStart(10)}  ${columns[1].padStart(10)}  ${"ratio".padStart(7)}`);
   for (const [name, m, p] of rows) {
     console.log(
       `${name.padEnd(w)}  ${m.toFixed(3).padStart(10)}  ${p.toFixed(3).padStart(10)}  ${

@@ -149,6 +149,9 @@ export const symbols = {
   mdm_blob_size: { parameters: ["pointer"], result: "i64" },
   mdm_blob_copy: { parameters: ["pointer", "buffer", "i64", "pointer"], result: "i32" },
   mdm_blob_free: { parameters: ["pointer"], result: "void" },
+  // files
+  mdm_lock_file: { parameters: ["buffer", "buffer", "i64", "pointer"], result: "i32" },
+  mdm_unlock_file: { parameters: ["i32"], result: "void" },
   // distributed
   mdm_dist_backend_available: { parameters: ["i32"], result: "i32" },
   mdm_pg_new: { parameters: ["buffer", "i32", "i32", "i32", "i32", "i64", "pointer"], result: "pointer" },
@@ -642,6 +645,13 @@ export interface NativeFunctions {
     st: NativePointer | null,
   ): number;
   mdm_blob_free(b: NativePointer | null): void;
+  mdm_lock_file(
+    path: NativeBuffer | null,
+    holder: NativeBuffer | null,
+    holder_len: number | bigint,
+    st: NativePointer | null,
+  ): number;
+  mdm_unlock_file(fd: number): void;
   mdm_dist_backend_available(backend: number): number;
   mdm_pg_new(
     master_addr: NativeBuffer | null,
@@ -809,6 +819,8 @@ export const PROTOTYPES: Record<keyof NativeFunctions, string> = {
   mdm_blob_size: "int64_t mdm_blob_size(void * b)",
   mdm_blob_copy: "int32_t mdm_blob_copy(void * b, void * dst, int64_t size, void * st)",
   mdm_blob_free: "void mdm_blob_free(void * b)",
+  mdm_lock_file: "int32_t mdm_lock_file(void * path, void * holder, int64_t holder_len, void * st)",
+  mdm_unlock_file: "void mdm_unlock_file(int32_t fd)",
   mdm_dist_backend_available: "int32_t mdm_dist_backend_available(int32_t backend)",
   mdm_pg_new:
     "void * mdm_pg_new(void * master_addr, int32_t master_port, int32_t rank, int32_t world_size, int32_t backend, int64_t timeout_ms, void * st)",

@@ -340,6 +340,14 @@ MDM_API int64_t mdm_blob_size(mdm_blob b);
 MDM_API int32_t mdm_blob_copy(mdm_blob b, void* dst, int64_t size, mdm_status* st);
 MDM_API void mdm_blob_free(mdm_blob b);
 
+/* ---- files */
+/* Takes an exclusive advisory lock (flock) on `path` (a NUL-terminated path, created when missing) without
+ * waiting, and writes `holder` (holder_len bytes, who holds it) into it: returns the descriptor that holds the
+ * lock until mdm_unlock_file, or until the process exits however it exits; -2 when another process holds it;
+ * -1 on failure. */
+MDM_API int32_t mdm_lock_file(const char* path, const void* holder, int64_t holder_len, mdm_status* st);
+MDM_API void mdm_unlock_file(int32_t fd);
+
 /* ---- distributed */
 /* Process groups of c10d, libtorch's distributed engine (the one PyTorch's DDP runs on): rank 0
  * serves a TCPStore for the rendezvous on master_port and every rank reaches it at master_addr, as

@@ -46,7 +46,10 @@ export interface NativeTypes {
 }
 
 /** How a C type of the contract crosses: a native pointer, a host buffer, a scalar or nothing. */
-export function nativeKind(cType: string, types: NativeTypes): "pointer" | "buffer" | "void" | "i32" | "i64" | "u64" | "f64" {
+export function nativeKind(
+  cType: string,
+  types: NativeTypes,
+): "pointer" | "buffer" | "void" | "i32" | "i64" | "u64" | "f64" {
   const t = cType.replace(/\bconst\b/g, "").replace(/\s+/g, "");
   if (t === "void") return "void";
   if (types.handles.has(t)) return "pointer";

@@ -2,6 +2,8 @@
 // that say what is allowed; and the programs' error handling: every expected failure ends in one
 // line naming its input and exit code 2 (the command line) or 1 (the data, files or run), anything
 // else in a one-line "unexpected error" with the stack trace only under --verbose (exit 3).
+import { availableParallelism } from "node:os";
+import process from "node:process";
 import { type Device, deviceCode } from "../device.ts";
 import { cudaAvailable, cudaDeviceCount } from "../runtime.ts";
 import { DEFAULT_LIMITS, LimitError, type Limits } from "../io/limits.ts";
@@ -39,7 +41,7 @@ export const COMMON_FLAGS = {
   threads: {
     type: "int",
     help: "libtorch intra-op threads",
-    default: Math.max(1, navigator.hardwareConcurrency ?? 1),
+    default: Math.max(1, availableParallelism()),
     min: 1,
     max: 1024,
   },
@@ -148,9 +150,11 @@ export function describeError(e: unknown): { code: 1 | 2 | 3; message: string } 
     message = message.replace(`raise it with the ${limit.limit} option`, hint);
     if (!message.includes(hint)) message += ` (${hint})`;
   }
-  // Deno's file errors, and node:fs's (a code such as ENOENT, EACCES, ENOTDIR): their messages name the path.
+  // File errors (node:fs's carry a code such as ENOENT, EACCES, ENOTDIR; Deno's own are classes of
+  // Deno.errors, where the runtime has them): their messages name the path.
   const code = (err as { code?: unknown }).code;
-  const fsError = Object.values(Deno.errors).some((cls) => err instanceof cls) ||
+  const denoErrors = (globalThis as { Deno?: { errors?: Record<string, unknown> } }).Deno?.errors ?? {};
+  const fsError = Object.values(denoErrors).some((cls) => typeof cls === "function" && err instanceof cls) ||
     (typeof code === "string" && /^E[A-Z0-9]+$/.test(code));
   if (DATA_ERRORS.includes(err.name) || fsError) return { code: 1, message: oneLine(message) };
   return { code: 3, message: `unexpected error: ${oneLine(`${err.name}: ${message}`)}` };
@@ -180,7 +184,7 @@ export async function runMain(
 
 /** Runs a program's main on the process's arguments and exits with its code (see runMain). */
 export async function runCli(program: string, main: (argv: string[]) => Promise<number>): Promise<never> {
-  Deno.exit(await runMain(program, main, Deno.args));
+  process.exit(await runMain(program, main, process.argv.slice(2)));
 }
 
 type ValueOf<F extends Flag> = F["type"] extends "int" | "float" ? number

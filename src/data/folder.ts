@@ -1,5 +1,6 @@
 // Image folders for pre-training: listing image files, and a loader that keeps decoded images in
 // memory and draws batches of random flipped crops, reproducibly and resumably.
+import { readdir, realpath, stat } from "node:fs/promises";
 import { tensor } from "../create.ts";
 import type { Device } from "../device.ts";
 import type { Tensor } from "../tensor.ts";
@@ -36,7 +37,7 @@ export interface FindImagesOptions {
  * Image files (by extension, IMAGE_EXTENSIONS) under `dir`, recursively. Symbolic links are
  * followed, to files and to folders alike (a folder reached twice, as through a link cycle, is read
  * once); folders named as LABEL_FOLDERS are skipped unless `skipLabelFolders` is false.
- * @throws Deno.errors.NotFound when `dir` does not exist, NotADirectory when it is a file.
+ * @throws node:fs's error with code ENOENT when `dir` does not exist, ENOTDIR when it is a file.
  */
 export async function findImages(dir: string, opts: FindImagesOptions = {}): Promise<ImageListing> {
   const skipLabels = opts.skipLabelFolders ?? true;
@@ -45,20 +46,20 @@ export async function findImages(dir: string, opts: FindImagesOptions = {}): Pro
   const seen = new Set<string>();
   const rel = (p: string) => p.slice(root.length + 1);
   const walk = async (d: string) => {
-    const real = await Deno.realPath(d);
+    const real = await realpath(d);
     if (seen.has(real)) {
       if (d !== root) listing.skippedLinks.push(rel(d));
       return;
     }
     seen.add(real);
-    for await (const e of Deno.readDir(d)) {
+    for (const e of await readdir(d, { withFileTypes: true })) {
       const p = `${d}/${e.name}`;
-      let isDir = e.isDirectory, isFile = e.isFile;
-      if (e.isSymlink) {
+      let isDir = e.isDirectory(), isFile = e.isFile();
+      if (e.isSymbolicLink()) {
         try {
-          const target = await Deno.stat(p);
-          isDir = target.isDirectory;
-          isFile = target.isFile;
+          const target = await stat(p);
+          isDir = target.isDirectory();
+          isFile = target.isFile();
         } catch {
           listing.skippedLinks.push(rel(p));
           continue;
@@ -70,8 +71,8 @@ export async function findImages(dir: string, opts: FindImagesOptions = {}): Pro
       } else if (isFile && IMAGE_EXTENSIONS.some((x) => e.name.toLowerCase().endsWith(x))) listing.paths.push(p);
     }
   };
-  const info = await Deno.stat(root);
-  if (!info.isDirectory) throw new Deno.errors.NotADirectory(`${root}: not a folder`);
+  const info = await stat(root);
+  if (!info.isDirectory()) throw Object.assign(new Error(`${root}: not a folder`), { code: "ENOTDIR" });
   await walk(root);
   const byCodeUnit = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
   listing.paths.sort(byCodeUnit);

@@ -1,9 +1,19 @@
 // Crash-safe file replacement: a reader of `path` sees the old file or the complete new one, never
 // a half-written one, whatever happens (an exception, a killed process, a power cut) mid-write.
+import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
 
-/** Writes all of `bytes`: writeSync may write fewer bytes than asked. */
-export function writeAll(file: Deno.FsFile, bytes: Uint8Array): void {
-  for (let at = 0; at < bytes.byteLength;) at += file.writeSync(bytes.subarray(at));
+/** A file being written: `write` appends all of its bytes (a single write may take fewer). */
+export interface WritableFile {
+  write(bytes: Uint8Array): void;
+}
+
+/** The writer of an open file descriptor. */
+export function fdWriter(fd: number): WritableFile {
+  return {
+    write(bytes: Uint8Array): void {
+      for (let at = 0; at < bytes.byteLength;) at += writeSync(fd, bytes, at, bytes.byteLength - at);
+    },
+  };
 }
 
 function dirOf(path: string): string {
@@ -20,24 +30,22 @@ function baseOf(path: string): string {
  * system), flushes it to disk, and renames it over `path`. If `write` throws, the temporary file
  * is removed and `path` is untouched.
  */
-export function writeFileAtomic(path: string, write: (file: Deno.FsFile) => void): void {
+export function writeFileAtomic(path: string, write: (file: WritableFile) => void): void {
   const dir = dirOf(path);
   const tmp = `${dir}/.${baseOf(path)}.tmp-${crypto.randomUUID().slice(0, 8)}`;
-  const file = Deno.openSync(tmp, { write: true, createNew: true });
+  const fd = openSync(tmp, "wx");
   try {
     try {
-      write(file);
+      write(fdWriter(fd));
       // The data must be on disk before the rename is: otherwise a crash could leave the new name
       // pointing at a file whose blocks were never written.
-      file.syncSync();
+      fsyncSync(fd);
     } finally {
-      file.close();
+      closeSync(fd);
     }
-    Deno.renameSync(tmp, path);
+    renameSync(tmp, path);
   } catch (e) {
-    try {
-      Deno.removeSync(tmp);
-    } catch { /* already gone: nothing to clean up */ }
+    rmSync(tmp, { force: true });
     throw e;
   }
   syncDir(dir);
@@ -46,7 +54,11 @@ export function writeFileAtomic(path: string, write: (file: Deno.FsFile) => void
 /** Persists the rename itself (the folder entry). Best effort: not every platform can open a folder. */
 function syncDir(dir: string): void {
   try {
-    using d = Deno.openSync(dir, { read: true });
-    d.syncSync();
+    const fd = openSync(dir, "r");
+    try {
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
   } catch { /* the file is complete either way; only its name's durability is not guaranteed */ }
 }

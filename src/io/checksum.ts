@@ -2,6 +2,9 @@
 // that damage to a saved file (a flipped byte, a cut end) is found when it is read back rather
 // than trained on; `sha256sum -c SHA256SUMS` checks the same file from a shell.
 import { createHash } from "node:crypto";
+import { closeSync, fsyncSync, openSync, readFileSync } from "node:fs";
+import { fdWriter } from "./atomic.ts";
+import { errorCode, ReadableFile } from "./fs.ts";
 
 /** The checksum file's name. */
 export const SUMS_FILE = "SHA256SUMS";
@@ -9,9 +12,9 @@ export const SUMS_FILE = "SHA256SUMS";
 /** A file's SHA-256, hex, read in chunks (checkpoints can be gigabytes). */
 export function sha256File(path: string): string {
   const hash = createHash("sha256");
-  using f = Deno.openSync(path, { read: true });
+  using f = new ReadableFile(path);
   const buf = new Uint8Array(1 << 20);
-  for (let n = f.readSync(buf); n !== null; n = f.readSync(buf)) hash.update(buf.subarray(0, n));
+  for (let at = 0, n = f.readAt(buf, 0); n > 0; at += n, n = f.readAt(buf, at)) hash.update(buf.subarray(0, n));
   return hash.digest("hex");
 }
 
@@ -19,10 +22,13 @@ export function sha256File(path: string): string {
 export function writeSums(dir: string, names: readonly string[]): void {
   const text = names.map((n) => `${sha256File(`${dir}/${n}`)}  ${n}\n`).join("");
   const path = `${dir}/${SUMS_FILE}`;
-  using f = Deno.openSync(path, { write: true, createNew: true });
-  const bytes = new TextEncoder().encode(text);
-  for (let at = 0; at < bytes.length;) at += f.writeSync(bytes.subarray(at));
-  f.syncSync();
+  const fd = openSync(path, "wx");
+  try {
+    fdWriter(fd).write(new TextEncoder().encode(text));
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /**
@@ -33,9 +39,9 @@ export function checkSums(dir: string, names: readonly string[]): [string, strin
   const sumsPath = `${dir}/${SUMS_FILE}`;
   let text: string;
   try {
-    text = Deno.readTextFileSync(sumsPath);
+    text = readFileSync(sumsPath, "utf8");
   } catch (e) {
-    return [sumsPath, e instanceof Deno.errors.NotFound ? "missing" : `unreadable (${(e as Error).message})`];
+    return [sumsPath, errorCode(e) === "ENOENT" ? "missing" : `unreadable (${(e as Error).message})`];
   }
   const listed = new Map<string, string>();
   for (const line of text.split("\n")) {
@@ -56,7 +62,7 @@ export function checkSums(dir: string, names: readonly string[]): [string, strin
     } catch (e) {
       return [
         path,
-        e instanceof Deno.errors.NotFound ? "missing (listed in SHA256SUMS)" : `unreadable (${(e as Error).message})`,
+        errorCode(e) === "ENOENT" ? "missing (listed in SHA256SUMS)" : `unreadable (${(e as Error).message})`,
       ];
     }
     if (actual !== listed.get(n)) return [path, `damaged (its SHA-256 differs from the one in ${SUMS_FILE})`];

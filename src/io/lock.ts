@@ -3,7 +3,10 @@
 // lock (flock) on `<folder>/.lock`, which the kernel releases when its holder exits, however it
 // exits: a run killed with SIGKILL leaves no stale lock behind. The file itself stays, holding the
 // last holder's pid, host and start time, which the error shows to whoever finds the folder taken.
-import { writeAll } from "./atomic.ts";
+import { readFileSync } from "node:fs";
+import { hostname as osHostname } from "node:os";
+import process from "node:process";
+import { STATUS, sym, takeError } from "../../ffi/lib.ts";
 
 /** Who holds (or last held) a folder's lock. */
 export interface LockHolder {
@@ -24,7 +27,7 @@ export class LockError extends Error {
 
 function readHolder(path: string): LockHolder | null {
   try {
-    const h = JSON.parse(Deno.readTextFileSync(path));
+    const h = JSON.parse(readFileSync(path, "utf8"));
     if (typeof h?.pid === "number" && typeof h?.host === "string" && typeof h?.started === "string") {
       return { program: String(h.program ?? "?"), pid: h.pid, host: h.host, started: h.started };
     }
@@ -34,7 +37,7 @@ function readHolder(path: string): LockHolder | null {
 
 function hostname(): string {
   try {
-    return Deno.hostname();
+    return osHostname();
   } catch {
     return "unknown host";
   }
@@ -42,10 +45,10 @@ function hostname(): string {
 
 /** A held lock on a folder; release it (or let `using` do it) when the run ends. */
 export class FolderLock implements Disposable {
-  #file: Deno.FsFile | null;
+  #fd: number;
 
-  private constructor(readonly path: string, readonly holder: LockHolder, file: Deno.FsFile) {
-    this.#file = file;
+  private constructor(readonly path: string, readonly holder: LockHolder, fd: number) {
+    this.#fd = fd;
   }
 
   /**
@@ -55,21 +58,12 @@ export class FolderLock implements Disposable {
    */
   static acquire(dir: string, program: string): FolderLock {
     const path = `${dir.replace(/\/+$/, "") || "/"}/.lock`;
-    let file: Deno.FsFile;
-    try {
-      file = Deno.openSync(path, { read: true, write: true, create: true });
-    } catch (e) {
-      throw new LockError(path, null, `cannot create the lock file (${(e as Error).message})`);
-    }
-    let locked: boolean;
-    try {
-      locked = file.tryLockSync(true);
-    } catch (e) {
-      file.close();
-      throw new LockError(path, null, `this file system refuses locks (${(e as Error).message})`);
-    }
-    if (!locked) {
-      file.close();
+    const holder: LockHolder = { program, pid: process.pid, host: hostname(), started: new Date().toISOString() };
+    const record = new TextEncoder().encode(JSON.stringify(holder) + "\n");
+    // flock through the native library (node:fs has none); the kernel drops it when this process ends.
+    const fd = sym.mdm_lock_file(new TextEncoder().encode(path + "\0"), record, record.length, STATUS);
+    if (fd === -1) throw new LockError(path, null, takeError() ?? "cannot take the lock");
+    if (fd === -2) {
       const h = readHolder(path);
       const who = h ? `${h.program} (pid ${h.pid} on ${h.host}, started ${h.started})` : "another process";
       throw new LockError(
@@ -78,23 +72,14 @@ export class FolderLock implements Disposable {
         `the folder is in use by ${who}; wait for it to end or choose another output folder`,
       );
     }
-    // The lock is taken before the file is rewritten, so whoever reads it finds the holder or,
-    // for an instant, an empty file (an unknown holder), never a torn mix of two.
-    const holder: LockHolder = { program, pid: Deno.pid, host: hostname(), started: new Date().toISOString() };
-    file.truncateSync(0);
-    writeAll(file, new TextEncoder().encode(JSON.stringify(holder) + "\n"));
-    return new FolderLock(path, holder, file);
+    return new FolderLock(path, holder, fd);
   }
 
   /** Releases the lock (the file stays, naming its last holder). Idempotent. */
   release(): void {
-    if (this.#file === null) return;
-    try {
-      this.#file.unlockSync();
-    } finally {
-      this.#file.close();
-      this.#file = null;
-    }
+    if (this.#fd < 0) return;
+    sym.mdm_unlock_file(this.#fd);
+    this.#fd = -1;
   }
 
   [Symbol.dispose](): void {

@@ -11,7 +11,7 @@ import { fromRawBytes } from "../create.ts";
 import type { Device } from "../device.ts";
 import { BYTES, type DType } from "../dtype.ts";
 import type { Tensor } from "../tensor.ts";
-import { writeAll, writeFileAtomic } from "./atomic.ts";
+import { writeFileAtomic } from "./atomic.ts";
 import { CheckpointError, disposeAll, LoadedTensors } from "./common.ts";
 import { checkLimit, type Limits, MAX_DIMS, resolveLimits, show } from "./limits.ts";
 import { rawBytes } from "./raw.ts";
@@ -133,10 +133,10 @@ export function saveSafetensors(
     const header = encodeHeader(entries, checkedMetadata(metadata));
     const length = new Uint8Array(8);
     new DataView(length.buffer).setBigUint64(0, BigInt(header.byteLength), true);
-    writeAll(file, length);
-    writeAll(file, header);
+    file.write(length);
+    file.write(header);
     // One tensor's bytes at a time, so a large model needs no second copy of itself in memory.
-    for (const e of entries) writeAll(file, rawBytes(e.tensor));
+    for (const e of entries) file.write(rawBytes(e.tensor));
   });
 }
 

@@ -5,8 +5,21 @@
 // used, and every field of state.json is validated, so that a damaged or edited checkpoint is
 // refused by name rather than trained on; `newestIntactCheckpoint` finds the one to resume from.
 // Loading model weights alone is src/io/weights.ts.
+import {
+  closeSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+} from "node:fs";
+import process from "node:process";
+import { errorCode } from "../io/fs.ts";
 import { loadSafetensors, saveSafetensors } from "../io/safetensors.ts";
-import { writeAll, writeFileAtomic } from "../io/atomic.ts";
+import { writeFileAtomic } from "../io/atomic.ts";
 import { checkSums, SUMS_FILE, writeSums } from "../io/checksum.ts";
 import { CheckpointError } from "../io/common.ts";
 import type { Limits } from "../io/limits.ts";
@@ -45,16 +58,16 @@ function stepDir(root: string, step: number): string {
 }
 
 function temporaryName(path: string): string {
-  return `${path}.tmp-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
+  return `${path}.tmp-${process.pid}-${crypto.randomUUID().slice(0, 8)}`;
 }
 
 function fsyncDir(path: string): void {
   try {
-    const d = Deno.openSync(path, { read: true });
+    const fd = openSync(path, "r");
     try {
-      d.syncSync();
+      fsyncSync(fd);
     } finally {
-      d.close();
+      closeSync(fd);
     }
   } catch { /* some file systems refuse to open folders: the rename is still atomic there */ }
 }
@@ -65,8 +78,8 @@ function fsyncDir(path: string): void {
  */
 function removeCheckpoint(path: string): void {
   const trash = temporaryName(path);
-  Deno.renameSync(path, trash);
-  Deno.removeSync(trash, { recursive: true });
+  renameSync(path, trash);
+  rmSync(trash, { recursive: true, force: true });
 }
 
 /** Writes a checkpoint of `trainer` under `root` and removes all but the newest `keep`. */
@@ -76,15 +89,15 @@ export function saveCheckpoint(
   extra: { data: unknown; seconds: number },
   keep = 3,
 ): string {
-  Deno.mkdirSync(root, { recursive: true });
+  mkdirSync(root, { recursive: true });
   const final = stepDir(root, trainer.step);
   const tmp = temporaryName(final);
-  Deno.mkdirSync(tmp);
+  mkdirSync(tmp);
   try {
     saveSafetensors(`${tmp}/model.safetensors`, trainer.model.stateDict());
     saveSafetensors(`${tmp}/ema.safetensors`, trainer.ema.weights);
     const opt = trainer.optimizer.stateBytes();
-    writeFileAtomic(`${tmp}/optimizer.bin`, (f) => writeAll(f, opt));
+    writeFileAtomic(`${tmp}/optimizer.bin`, (f) => f.write(opt));
     const state: TrainState = {
       version: CHECKPOINT_VERSION,
       step: trainer.step,
@@ -98,19 +111,19 @@ export function saveCheckpoint(
       data: extra.data,
       seconds: extra.seconds,
     };
-    writeFileAtomic(`${tmp}/state.json`, (f) => writeAll(f, new TextEncoder().encode(JSON.stringify(state, null, 1))));
+    writeFileAtomic(`${tmp}/state.json`, (f) => f.write(new TextEncoder().encode(JSON.stringify(state, null, 1))));
     // The checksums go last, over the files as they are on disk.
     writeSums(tmp, CHECKPOINT_FILES);
     fsyncDir(tmp);
     try {
       removeCheckpoint(final); // a stale one from an earlier run at this step
     } catch (e) {
-      if (!(e instanceof Deno.errors.NotFound)) throw e;
+      if (errorCode(e) !== "ENOENT") throw e;
     }
-    Deno.renameSync(tmp, final);
+    renameSync(tmp, final);
     fsyncDir(root);
   } catch (e) {
-    Deno.removeSync(tmp, { recursive: true });
+    rmSync(tmp, { recursive: true, force: true });
     throw e;
   }
   for (const old of listCheckpoints(root).slice(0, -keep)) removeCheckpoint(old.path);
@@ -121,30 +134,30 @@ export function saveCheckpoint(
 export function listCheckpoints(root: string): { step: number; path: string }[] {
   const found: { step: number; path: string }[] = [];
   try {
-    for (const e of Deno.readDirSync(root)) {
+    for (const e of readdirSync(root, { withFileTypes: true })) {
       const m = NAME.exec(e.name);
-      if (!e.isDirectory || !m) continue;
+      if (!e.isDirectory() || !m) continue;
       try {
-        Deno.statSync(`${root}/${e.name}/state.json`);
+        statSync(`${root}/${e.name}/state.json`);
         found.push({ step: Number(m[1]), path: `${root}/${e.name}` });
       } catch { /* incomplete */ }
     }
   } catch (e) {
-    if (!(e instanceof Deno.errors.NotFound)) throw e;
+    if (errorCode(e) !== "ENOENT") throw e;
   }
   return found.sort((a, b) => a.step - b.step);
 }
 
 function alive(pid: number): boolean {
-  if (pid === Deno.pid) return true;
+  if (pid === process.pid) return true;
   try {
-    Deno.statSync(`/proc/${pid}`);
+    statSync(`/proc/${pid}`);
     return true;
   } catch (e) {
-    if (e instanceof Deno.errors.NotFound) {
+    if (errorCode(e) === "ENOENT") {
       // Without /proc (not Linux) nothing is known: keep the folder.
       try {
-        Deno.statSync("/proc/self");
+        statSync("/proc/self");
         return false;
       } catch {
         return true;
@@ -161,22 +174,22 @@ function alive(pid: number): boolean {
  */
 export function cleanTemporaries(root: string): string[] {
   const removed: string[] = [];
-  let entries: Deno.DirEntry[];
+  let entries: string[];
   try {
-    entries = [...Deno.readDirSync(root)];
+    entries = readdirSync(root);
   } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return removed;
+    if (errorCode(e) === "ENOENT") return removed;
     throw e;
   }
-  for (const e of entries) {
-    const m = TEMPORARY.exec(e.name);
+  for (const name of entries) {
+    const m = TEMPORARY.exec(name);
     if (!m || (m[1] !== undefined && alive(Number(m[1])))) continue;
-    const path = `${root}/${e.name}`;
+    const path = `${root}/${name}`;
     try {
-      Deno.removeSync(path, { recursive: true });
+      rmSync(path, { recursive: true });
       removed.push(path);
     } catch (err) {
-      if (!(err instanceof Deno.errors.NotFound)) throw err;
+      if (errorCode(err) !== "ENOENT") throw err;
     }
   }
   return removed;
@@ -226,9 +239,9 @@ export function readTrainState(path: string): TrainState {
   const file = `${path}/state.json`;
   let raw: unknown;
   try {
-    raw = JSON.parse(Deno.readTextFileSync(file));
+    raw = JSON.parse(readFileSync(file, "utf8"));
   } catch (e) {
-    if (e instanceof Deno.errors.NotFound) {
+    if (errorCode(e) === "ENOENT") {
       throw new CheckpointError(path, "not a checkpoint folder (no state.json)", { cause: e });
     }
     throw new CheckpointError(file, `not readable as JSON (${(e as Error).message})`, { cause: e });
@@ -250,7 +263,7 @@ export function readTrainState(path: string): TrainState {
 export function verifyCheckpoint(path: string): { state: TrainState; verified: boolean } {
   const hasSums = (() => {
     try {
-      Deno.statSync(`${path}/${SUMS_FILE}`);
+      statSync(`${path}/${SUMS_FILE}`);
       return true;
     } catch {
       return false;
@@ -299,7 +312,7 @@ export function newestIntactCheckpoint(
  */
 export function setAsideCheckpoint(path: string): string {
   const to = `${path}.damaged-${crypto.randomUUID().slice(0, 8)}`;
-  Deno.renameSync(path, to);
+  renameSync(path, to);
   return to;
 }
 
@@ -337,7 +350,10 @@ export function restoreTrainer(
       throw new CheckpointError(what, (e as Error).message, { cause: e });
     }
   };
-  restore(`${path}/optimizer.bin`, () => trainer.optimizer.loadStateBytes(Deno.readFileSync(`${path}/optimizer.bin`)));
+  restore(
+    `${path}/optimizer.bin`,
+    () => trainer.optimizer.loadStateBytes(new Uint8Array(readFileSync(`${path}/optimizer.bin`))),
+  );
   const s = state;
   restore(`${path}/state.json (rng)`, () => {
     trainer.rng.timesteps.state = decodeBase64(s.rng.timesteps);

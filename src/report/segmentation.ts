@@ -1,5 +1,6 @@
 // segment.ts's reports: report.json (every setting and figure, for tools) and report.md (the
 // results table, for people) from the protocols' results.
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 import type { Device } from "../device.ts";
 import type { FacesResult } from "../segment/faces.ts";
 import type { FeatureOptions } from "../segment/features.ts";
@@ -142,13 +143,13 @@ export function facesReport(run: RunInfo, result: FacesResult): Report {
 
 /** Writes `report.json` and `report.md` into `dir` (created if needed). */
 export async function writeReport(dir: string, report: Report): Promise<void> {
-  await Deno.mkdir(dir, { recursive: true });
-  await Deno.writeTextFile(`${dir}/report.json`, JSON.stringify(report.json, null, 2) + "\n");
-  await Deno.writeTextFile(`${dir}/report.md`, report.markdown + "\n");
+  await mkdir(dir, { recursive: true });
+  await writeFile(`${dir}/report.json`, JSON.stringify(report.json, null, 2) + "\n");
+  await writeFile(`${dir}/report.md`, report.markdown + "\n");
 }
 
 /** This process's peak resident memory (VmHWM), MiB; 0 where /proc is not available. */
 export async function peakResidentMiB(): Promise<number> {
-  const status = await Deno.readTextFile("/proc/self/status").catch(() => "");
+  const status = await readFile("/proc/self/status", "utf8").catch(() => "");
   return Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024;
 }

@@ -1,11 +1,12 @@
 // Listing and ordering a dataset's files: existence checks, one folder's files by extension, file
 // stems, and the two name orders the loaders use (Python's sorted() and natural order).
+import { readdir, stat } from "node:fs/promises";
 import { DatasetError } from "./dataset.ts";
 
 /** Whether `path` is a file (false for folders and for anything that cannot be stat'ed). */
 export async function exists(path: string): Promise<boolean> {
   try {
-    return (await Deno.stat(path)).isFile;
+    return (await stat(path)).isFile();
   } catch {
     return false;
   }
@@ -14,7 +15,7 @@ export async function exists(path: string): Promise<boolean> {
 /** Whether `path` is a folder. */
 export async function isDir(path: string): Promise<boolean> {
   try {
-    return (await Deno.stat(path)).isDirectory;
+    return (await stat(path)).isDirectory();
   } catch {
     return false;
   }
@@ -29,13 +30,13 @@ export async function isDir(path: string): Promise<boolean> {
 export async function listFiles(dir: string, exts: readonly string[]): Promise<string[]> {
   if (!(await isDir(dir))) throw new DatasetError(dir, "folder not found");
   const names: string[] = [];
-  for await (const e of Deno.readDir(dir)) {
+  for (const e of await readdir(dir, { withFileTypes: true })) {
     if (!exts.some((x) => e.name.toLowerCase().endsWith(x))) continue;
-    let isFile = e.isFile;
-    if (e.isSymlink) {
+    let isFile = e.isFile();
+    if (e.isSymbolicLink()) {
       const path = `${dir}/${e.name}`;
       try {
-        isFile = (await Deno.stat(path)).isFile;
+        isFile = (await stat(path)).isFile();
       } catch (err) {
         throw new DatasetError(path, `a link to nothing (${(err as Error).message})`, { cause: err });
       }

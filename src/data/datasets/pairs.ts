@@ -1,5 +1,6 @@
 // Reading an image and its label map from a dataset, and the checks that they belong together
 // (same size, label values that are classes), each failure naming the file.
+import { errorCode, readBytes as readFileBytes } from "../../io/fs.ts";
 import { decodeBmp, isBmp } from "../bmp.ts";
 import { decodeImage, type Image, ImageError, type ReadOptions } from "../image.ts";
 import type { Limits } from "../../io/limits.ts";
@@ -7,9 +8,9 @@ import { DatasetError, IGNORE_LABEL } from "./dataset.ts";
 
 async function readBytes(path: string): Promise<Uint8Array> {
   try {
-    return await Deno.readFile(path);
+    return await readFileBytes(path);
   } catch (e) {
-    if (e instanceof Deno.errors.NotFound) throw new DatasetError(path, "file not found", { cause: e });
+    if (errorCode(e) === "ENOENT") throw new DatasetError(path, "file not found", { cause: e });
     throw new ImageError(path, `cannot read file (${(e as Error).message})`, { cause: e });
   }
 }
