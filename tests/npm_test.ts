@@ -65,6 +65,17 @@ Deno.test({
       });
       assert.equal(r.code, 0, r.stderr);
     });
+    await t.step("without a library or a libtorch, the install fails saying what to do", async () => {
+      const bare = tempDir("mdm-npm-bare-");
+      Deno.writeTextFileSync(`${bare}/package.json`, '{ "name": "try-mdm", "private": true, "type": "module" }\n');
+      const r = await sh("npm", ["install", "--no-audit", "--no-fund", tarball], bare, {
+        MDM_NATIVE_LIB: "",
+        MDM_LIBTORCH: `${bare}/no-libtorch-here`,
+      });
+      assert.notEqual(r.code, 0);
+      assert.match(r.stdout + r.stderr, /MDM_LIBTORCH=.*no-libtorch-here: expected a folder with include\/ and lib\//);
+      assert.match(r.stdout + r.stderr, /point MDM_NATIVE_LIB at a built libmdm_torch\.so/);
+    });
     const fixture = tempDir("mdm-npm-fixture-");
     writeFixture(fixture);
     Deno.copyFileSync(`${ROOT}tests/node/mdm_node_suite.mjs`, `${project}/mdm_node_suite.mjs`);
