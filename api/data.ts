@@ -97,3 +97,5 @@ export {
   loadDdpmSegDataset,
 } from "../src/data/datasets/ddpm_seg.ts";
 export { loadSynthetic } from "../src/data/datasets/synthetic_set.ts";
+// The readers' resource limits (also exported by ./io), for the loaders' `limits` options.
+export { DEFAULT_LIMITS, LimitError, type Limits } from "../src/io/limits.ts";

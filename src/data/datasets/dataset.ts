@@ -14,6 +14,7 @@ import type { Image } from "../image.ts";
 
 /** A dataset's files do not fit together; the message starts with the offending file's path. */
 export class DatasetError extends Error {
+  /** `problem` is what is wrong with the file at `path` (the message is "path: problem"). */
   constructor(readonly path: string, problem: string, options?: ErrorOptions) {
     super(`${path}: ${problem}`, options);
     this.name = "DatasetError";
@@ -23,6 +24,7 @@ export class DatasetError extends Error {
 /** Label value that losses and metrics skip. */
 export const IGNORE_LABEL = 255;
 
+/** One decoded image of a dataset with its labels, [H, W] each, row-major. */
 export interface LabelledImage {
   /** The image file's stem (name without folder and extension). */
   name: string;
@@ -38,20 +40,25 @@ export interface LabelledImage {
 
 /** One labelled image, not yet read. */
 export interface SegItem {
+  /** The image file's stem. */
   readonly name: string;
   /** The files it is made from (image, label, and instances/annotation where present). */
   readonly files: Readonly<Record<string, string>>;
+  /** Reads and decodes the files; rejects with an error naming the file that cannot be read. */
   load(): Promise<LabelledImage>;
 }
 
 /** An ordered list of labelled images, decoded on demand. */
 export class SegSplit {
+  /** A split of these items, in this order. */
   constructor(readonly items: readonly SegItem[]) {}
 
+  /** How many images the split holds. */
   get length(): number {
     return this.items.length;
   }
 
+  /** The images' names (file stems), in order. */
   get names(): string[] {
     return this.items.map((it) => it.name);
   }
@@ -79,17 +86,23 @@ export class SegSplit {
     return new SegSplit(this.items.slice(0, n));
   }
 
+  /** Reads the items one after another: `for await (const image of split)`. */
   async *[Symbol.asyncIterator](): AsyncGenerator<LabelledImage> {
     for (const it of this.items) yield await it.load();
   }
 }
 
+/** A labelled segmentation dataset: its train and test splits (and others), and its classes. */
 export interface SegDataset {
+  /** The dataset's name in reports. */
   name: string;
   /** Number of classes (labels are 0..classes-1, plus 255 = ignore). */
   classes: number;
+  /** Names of the classes, by label value, where the dataset has them. */
   classNames?: string[];
+  /** The labelled training images. */
   train: SegSplit;
+  /** The test images. */
   test: SegSplit;
   /** Further named splits (GlaS: testA, testB). */
   extra?: Record<string, SegSplit>;

@@ -12,6 +12,7 @@ import { checkValues, readAnyImage } from "./pairs.ts";
 /** Class counts of the ddpm-segmentation datasets (names as in its data_util.py). */
 export const DDPM_SEG_CLASSES: Record<string, number> = { ffhq_34: 34, celeba_19: 19 };
 
+/** Options of loadDdpmSegDataset. */
 export interface DdpmSegOptions {
   /**
    * Model resolution: images are resized to size×size (bilinear with antialiasing, as

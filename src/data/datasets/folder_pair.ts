@@ -8,6 +8,7 @@ import { checkSize, checkValues, readAnyImage, readClassMap } from "./pairs.ts";
 
 const MASK_EXTENSIONS = [".png", ".bmp", ".tif", ".tiff"];
 
+/** Options of loadFolderPair. */
 export interface FolderPairOptions {
   /** When given, mask values must be below it or 255. */
   classes?: number;
@@ -81,6 +82,7 @@ export async function classesFromMasks(split: SegSplit, limits: Limits = {}): Pr
   return max + 1;
 }
 
+/** Options of loadFolderDataset. */
 export interface FolderDatasetOptions extends FolderPairOptions {
   /** Name in reports (default: the root's path). */
   name?: string;

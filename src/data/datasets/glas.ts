@@ -5,6 +5,7 @@ import { DatasetError, type SegDataset, type SegItem, SegSplit } from "./dataset
 import { compareCodeUnits, compareNatural, listFiles, stemOf } from "./files.ts";
 import { checkSize, readAnyImage, readClassMap } from "./pairs.ts";
 
+/** Options of loadGlaS. */
 export interface GlaSOptions {
   /**
    * Order of the images, which fixes the few-shot subsets (default "lexicographic"). The MDM

@@ -6,6 +6,7 @@ import { DatasetError, type LabelledImage, type SegDataset, type SegItem, SegSpl
 import { compareCodeUnits, exists, listFiles, stemOf } from "./files.ts";
 import { checkBinaryMask, checkSize, readAnyImage, readClassMap } from "./pairs.ts";
 
+/** Options of loadMoNuSeg. */
 export interface MoNuSegOptions {
   /** Vertex tolerance beyond the image, px (see polygons.ts; default 4). */
   tolerance?: number;

@@ -23,8 +23,11 @@ export async function readAnyImage(path: string, opts: ReadOptions = {}): Promis
 
 /** A label image's raw 8-bit values, H×W. */
 export interface ClassMap {
+  /** Width in pixels. */
   width: number;
+  /** Height in pixels. */
   height: number;
+  /** The values, row-major, width × height bytes. */
   data: Uint8Array;
 }
 
