@@ -1,10 +1,11 @@
 // Tensor creation: from host data, constants, ranges and random draws.
 import { STATUS as ST, sym } from "../ffi/lib.ts";
 import { ints } from "../ffi/scratch.ts";
-import { BYTES, type DType, dtypeCode, type DTypeOf } from "./dtype.ts";
+import { type DType, dtypeCode, type DTypeOf } from "./dtype.ts";
 import { defaultDevice, type Device, deviceCode } from "./device.ts";
 import type { Generator } from "./random.ts";
-import { fail, int, intList, Tensor } from "./tensor.ts";
+import { fail, int, intList } from "./checks.ts";
+import { Tensor } from "./tensor.ts";
 
 /** Options shared by the creation functions. */
 export interface CreateOptions<D extends DType, V extends Device> {
@@ -299,9 +300,4 @@ export function bernoulli<D extends DType, V extends Device>(
   opts: { generator?: Generator } = {},
 ): Tensor<D, V> {
   return new Tensor(sym.mdm_bernoulli(p.ptr, opts.generator?.ptr ?? null, ST) ?? fail("bernoulli", p));
-}
-
-/** Bytes per element, for sizing buffers. */
-export function elementSize(d: DType): number {
-  return BYTES[d];
 }

@@ -4,7 +4,8 @@ import { ints } from "../ffi/scratch.ts";
 import { INTERPOLATE, LOSS, PAD, POOL, REDUCTION } from "../ffi/codes.ts";
 import type { DType } from "./dtype.ts";
 import type { Device } from "./device.ts";
-import { fail, int, intList, Tensor, tensorArray } from "./tensor.ts";
+import { fail, int, intList } from "./checks.ts";
+import { Tensor, tensorArray } from "./tensor.ts";
 
 type Pair = number | readonly [number, number];
 /** How a loss reduces its per-element values: "mean", "sum" or "none" (keep them all). */

@@ -4,7 +4,8 @@ import { STATUS as ST, sym } from "../ffi/lib.ts";
 import type { NativePointer } from "../ffi/port.ts";
 import type { Device } from "./device.ts";
 import { DisposedError } from "./error.ts";
-import { check, fail, type Tensor, tensorArray } from "./tensor.ts";
+import { check, fail } from "./checks.ts";
+import { type Tensor, tensorArray } from "./tensor.ts";
 
 const registry = new FinalizationRegistry<NativePointer>((h) => sym.mdm_optim_free(h));
 

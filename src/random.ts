@@ -2,11 +2,13 @@
 // libtorch's own generators, the ones its random ops (rand, randn, dropout, randperm) draw from on
 // the tensor's device, so tensor randomness matches PyTorch's for a seed. The data layer has its own
 // JS-side PRNG (src/data/rng.ts) so that image sampling neither disturbs nor depends on them.
+import { DEVICE, DTYPE } from "../ffi/codes.ts";
 import { STATUS as ST, sym } from "../ffi/lib.ts";
+import { ints } from "../ffi/scratch.ts";
 import type { NativePointer } from "../ffi/port.ts";
 import { type Device, deviceCode } from "./device.ts";
-import { check, fail, Tensor } from "./tensor.ts";
-import { tensor } from "./create.ts";
+import { check, fail } from "./checks.ts";
+import { Tensor } from "./tensor.ts";
 import { DisposedError } from "./error.ts";
 
 const registry = new FinalizationRegistry<NativePointer>((h) => sym.mdm_generator_free(h));
@@ -28,7 +30,12 @@ function getState(ptr: NativePointer | null, device: Device): Uint8Array {
 }
 
 function setState(ptr: NativePointer | null, device: Device, state: Uint8Array): void {
-  using t = tensor(state);
+  // The state as a uint8 CPU tensor, made here rather than by create.ts, which imports this module.
+  const bytes = state.slice();
+  using t = new Tensor<"uint8">(
+    sym.mdm_from_data(bytes, bytes.byteLength, DTYPE.uint8, ints([bytes.length]), 1, DEVICE.cpu, ST) ??
+      fail("setState"),
+  );
   check(sym.mdm_generator_set_state(ptr, deviceCode(device), t.ptr, ST), "setState", t);
 }
 

@@ -1,7 +1,7 @@
 // Process-wide settings and facts: threads, CUDA, the libtorch version.
 import { cString, STATUS as ST, sym } from "../ffi/lib.ts";
 import { type Device, deviceCode } from "./device.ts";
-import { check } from "./tensor.ts";
+import { check } from "./checks.ts";
 
 /**
  * Sets libtorch's intra-op thread count (it starts at one here). The BLAS's own thread pool, when

@@ -15,6 +15,7 @@ import {
   type Promote,
 } from "./dtype.ts";
 import { type Device, deviceCode, deviceFromCode } from "./device.ts";
+import { check, fail, int, intList } from "./checks.ts";
 import { DisposedError, TorchError } from "./error.ts";
 import { enter, leave, SCOPE, type Scope, type Scoped } from "./scope.ts";
 
@@ -36,38 +37,6 @@ function registerPending(): void {
   const batch = unregistered;
   unregistered = [];
   for (const t of batch) t.registerBackstop();
-}
-
-function shapeOf(x: unknown): readonly number[] | null {
-  return x instanceof Tensor && !x.disposed ? x.shape : null;
-}
-
-/** Throws the failure recorded for `op`, naming the shapes of its tensor inputs. */
-export function fail(op: string, ...inputs: unknown[]): never {
-  const message = takeError() ?? "the native call returned no result";
-  throw new TorchError(message, op, inputs.filter((x) => x instanceof Tensor).map(shapeOf));
-}
-
-/** Throws if a status-returning call failed. */
-export function check(rc: number, op: string, ...inputs: unknown[]): void {
-  if (rc !== 0) fail(op, ...inputs);
-}
-
-/** Validates an integer argument, naming it in the error. */
-export function int(v: number, what: string): number {
-  if (!Number.isInteger(v)) throw new TypeError(`${what} must be an integer, got ${v}`);
-  return v;
-}
-
-/** Validates a list of integers (a shape, a list of dims), naming it in the error. */
-export function intList(v: readonly number[], what: string): readonly number[] {
-  if (!Array.isArray(v)) throw new TypeError(`${what} must be an array of integers, got ${String(v)}`);
-  for (const x of v) {
-    if (!Number.isInteger(x) || Math.abs(x) >= 2 ** 31) {
-      throw new TypeError(`${what} must hold integers below 2^31, got [${v.join(", ")}]`);
-    }
-  }
-  return v;
 }
 
 function dims(dim: number | readonly number[] | undefined, what: string): readonly number[] {

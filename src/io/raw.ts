@@ -1,7 +1,8 @@
 // A tensor's elements as raw little-endian bytes of its own dtype, for checkpoint writers.
 import { STATUS as ST, sym } from "../../ffi/lib.ts";
 import { BYTES } from "../dtype.ts";
-import { check, type Tensor } from "../tensor.ts";
+import { check } from "../checks.ts";
+import type { Tensor } from "../tensor.ts";
 
 /**
  * Copies the elements (contiguous, row-major, on the host) into a new byte array. Unlike
