@@ -556,13 +556,21 @@ export class Tensor<D extends DType = DType, V extends Device = Device> implemen
   }
   #moment(
     dim: number | readonly number[] | undefined,
-    o: { unbiased?: boolean; keepdim?: boolean },
+    variance: { unbiased?: boolean; keepdim?: boolean },
     root: boolean,
     op: string,
   ) {
     const d = dims(dim, `${op}: dim`);
     return new Tensor<D, V>(
-      sym.mdm_var(this.ptr, ints(d), d.length, o.unbiased === false ? 0 : 1, o.keepdim ? 1 : 0, root ? 1 : 0, ST) ??
+      sym.mdm_var(
+        this.ptr,
+        ints(d),
+        d.length,
+        variance.unbiased === false ? 0 : 1,
+        variance.keepdim ? 1 : 0,
+        root ? 1 : 0,
+        ST,
+      ) ??
         fail(op, this),
     );
   }
@@ -824,18 +832,18 @@ export class Tensor<D extends DType = DType, V extends Device = Device> implemen
   /** Moves to `device` (a new handle sharing storage when it is already there). */
   to<W extends Device>(device: W): Tensor<D, W>;
   /** Converts dtype and moves to another device at once. */
-  to<E extends DType, W extends Device>(o: { dtype: E; device: W; nonBlocking?: boolean }): Tensor<E, W>;
+  to<E extends DType, W extends Device>(target: { dtype: E; device: W; nonBlocking?: boolean }): Tensor<E, W>;
   /** Converts to another dtype. */
-  to<E extends DType>(o: { dtype: E; nonBlocking?: boolean }): Tensor<E, V>;
+  to<E extends DType>(target: { dtype: E; nonBlocking?: boolean }): Tensor<E, V>;
   /** Moves to another device. */
-  to<W extends Device>(o: { device: W; nonBlocking?: boolean }): Tensor<D, W>;
+  to<W extends Device>(target: { device: W; nonBlocking?: boolean }): Tensor<D, W>;
   to(target: DType | Device | ToOptions<DType, Device>): Tensor<DType, Device> {
-    const o: ToOptions<DType, Device> = typeof target === "string"
+    const conversion: ToOptions<DType, Device> = typeof target === "string"
       ? (target === "cpu" || target.startsWith("cuda") ? { device: target as Device } : { dtype: target as DType })
       : target;
-    const dt = dtypeCode(o.dtype ?? this.dtype);
-    const dev = o.device === undefined ? sym.mdm_device(this.ptr) : deviceCode(o.device);
-    return new Tensor(sym.mdm_to(this.ptr, dt, dev, o.nonBlocking ? 1 : 0, ST) ?? fail("to", this));
+    const dt = dtypeCode(conversion.dtype ?? this.dtype);
+    const dev = conversion.device === undefined ? sym.mdm_device(this.ptr) : deviceCode(conversion.device);
+    return new Tensor(sym.mdm_to(this.ptr, dt, dev, conversion.nonBlocking ? 1 : 0, ST) ?? fail("to", this));
   }
   /** A float32 copy (this tensor's storage when it already is float32). */
   float(): Tensor<"float32", V> {
