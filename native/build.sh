@@ -58,8 +58,10 @@ fi
 # -fopenmp (compiling only) makes ATen's header-inline at::parallel_for use OpenMP, as libtorch's own
 # kernels do. The link below names no OpenMP library: the GOMP calls bind at load time to the OpenMP
 # runtime libtorch_cpu depends on, so libtorch and the shim share one thread pool.
-flags=(-std=c++"$TORCH_CXX_STD" -O2 -fPIC -fvisibility=hidden -fopenmp -D_GLIBCXX_USE_CXX11_ABI="$TORCH_ABI"
-  -Wall -Wno-unused-variable "${includes[@]}" "${dist[@]}")
+# -fno-trapping-math and -fno-math-errno, as libtorch itself is built: they let the compiler vectorise
+# loops with comparisons and math calls (fused.cpp), without changing any result.
+flags=(-std=c++"$TORCH_CXX_STD" -O2 -fPIC -fvisibility=hidden -fopenmp -fno-trapping-math -fno-math-errno
+  -D_GLIBCXX_USE_CXX11_ABI="$TORCH_ABI" -Wall -Wno-unused-variable "${includes[@]}" "${dist[@]}")
 stamp=$( (cat "$root"/native/*.cpp "$root"/native/*.h; echo "${flags[*]} ${libs[*]} $TORCH_LIBDIR $TORCH_VERSION") |
   sha256sum | cut -c1-16)
 if [ ! -f "$lib" ] || [ "$(cat "$out/.stamp" 2>/dev/null)" != "$stamp" ]; then
