@@ -62,25 +62,38 @@ fi
 # loops with comparisons and math calls (fused.cpp), without changing any result.
 flags=(-std=c++"$TORCH_CXX_STD" -O2 -fPIC -fvisibility=hidden -fopenmp -fno-trapping-math -fno-math-errno
   -D_GLIBCXX_USE_CXX11_ABI="$TORCH_ABI" -Wall -Wno-unused-variable "${includes[@]}" "${dist[@]}")
-stamp=$( (cat "$root"/native/*.cpp "$root"/native/*.h; echo "${flags[*]} ${libs[*]} $TORCH_LIBDIR $TORCH_VERSION") |
-  sha256sum | cut -c1-16)
-if [ ! -f "$lib" ] || [ "$(cat "$out/.stamp" 2>/dev/null)" != "$stamp" ]; then
-  echo "native build: compiling against libtorch $TORCH_VERSION (C++11 ABI $TORCH_ABI, C++$TORCH_CXX_STD) from $TORCH_FROM" >&2
+# Incremental: each object is rebuilt only when its source, the headers or the flags change (a stamp
+# per object), and the library is relinked only when an object was.
+common=$( (cat "$root"/native/*.h; echo "${flags[*]} $TORCH_LIBDIR $TORCH_VERSION") | sha256sum | cut -c1-16)
+stale=()
+objs=()
+# The slowest files (the ones with libtorch's C++ API headers) first, so that they start at once.
+for src in "$root/native/optim.cpp" "$root/native/bmm.cpp" "$root"/native/*.cpp; do
+  obj="$out/$(basename "${src%.cpp}").o"
+  case " ${objs[*]} " in *" $obj "*) continue ;; esac
+  objs+=("$obj")
+  want=$( (echo "$common"; cat "$src") | sha256sum | cut -c1-16)
+  if [ ! -f "$obj" ] || [ "$(cat "$obj.stamp" 2>/dev/null)" != "$want" ]; then
+    stale+=("$src")
+    rm -f "$obj.stamp"
+  fi
+done
+link=$( (printf '%s\n' "${objs[@]}"; echo "${libs[*]} $TORCH_LIBDIR") | sha256sum | cut -c1-16)
+if [ ${#stale[@]} -gt 0 ] || [ ! -f "$lib" ] || [ "$(cat "$out/.stamp" 2>/dev/null)" != "$link" ]; then
+  echo "native build: compiling ${#stale[@]} of ${#objs[@]} files against libtorch $TORCH_VERSION" \
+    "(C++11 ABI $TORCH_ABI, C++$TORCH_CXX_STD) from $TORCH_FROM" >&2
   start=$(date +%s)
-  # As many compilers as cores (each needs up to about 1 GiB; more only contend), the slowest files
-  # (the ones with libtorch's C++ API headers) first.
-  srcs=("$root/native/optim.cpp" "$root/native/bmm.cpp")
-  for src in "$root"/native/*.cpp; do
-    case "$src" in */optim.cpp | */bmm.cpp) ;; *) srcs+=("$src") ;; esac
-  done
-  printf '%s\n' "${srcs[@]}" | xargs -P "$(nproc 2>/dev/null || echo 2)" -I{} \
-    sh -c 'src=$0 dir=$1; shift; g++ "$@" -c "$src" -o "$dir/$(basename "$src" .cpp).o"' {} "$out" "${flags[@]}" >&2
-  objs=()
-  for src in "${srcs[@]}"; do objs+=("$out/$(basename "${src%.cpp}").o"); done
+  # As many compilers as cores: each needs up to about 1 GiB, and more only contend.
+  if [ ${#stale[@]} -gt 0 ]; then
+    printf '%s\n' "${stale[@]}" | xargs -P "$(nproc 2>/dev/null || echo 2)" -I{} \
+      sh -c 'src=$0 dir=$1 common=$2; shift 2; obj="$dir/$(basename "$src" .cpp).o"
+        g++ "$@" -c "$src" -o "$obj" && { echo "$common"; cat "$src"; } | sha256sum | cut -c1-16 >"$obj.stamp"' \
+      {} "$out" "$common" "${flags[@]}" >&2
+  fi
   g++ -shared -o "$lib.tmp" "${objs[@]}" -L"$TORCH_LIBDIR" -Wl,--no-as-needed "${libs[@]}" -Wl,--as-needed \
     -Wl,-rpath,"$TORCH_LIBDIR"
   mv "$lib.tmp" "$lib"
-  echo "$stamp" >"$out/.stamp"
+  echo "$link" >"$out/.stamp"
   echo "native build: wrote $lib in $(($(date +%s) - start)) s" >&2
 else
   echo "native build: up to date (libtorch $TORCH_VERSION from $TORCH_FROM)" >&2
