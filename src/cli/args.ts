@@ -119,6 +119,7 @@ const DATA_ERRORS = [
   "StateDictError",
   "LockError",
   "LimitError",
+  "DistributedError",
 ];
 
 function chain(e: unknown): unknown[] {

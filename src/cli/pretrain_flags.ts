@@ -3,6 +3,8 @@ import { FFHQ_256, MEDICAL_256, type UNetConfig } from "../models/unet/config.ts
 import { PRETRAIN_DEFAULTS, type PretrainOptions } from "../mdm/pretrain.ts";
 import { checkPretrainOptions, PRETRAIN_BOUNDS as B } from "../mdm/validate.ts";
 import { FieldError } from "../util/fields.ts";
+import process from "node:process";
+import { type DistEnv, distEnv } from "../dist/env.ts";
 import { COMMON_FLAGS, deviceArg, kebab, type Parsed, type Spec, UsageError } from "./args.ts";
 
 interface Preset {
@@ -153,12 +155,56 @@ export const PRETRAIN_SPEC = {
   useScaleShiftNorm: { type: "bool", help: "scale-shift timestep conditioning" },
   useNewAttentionOrder: { type: "bool", help: "split q, k, v before the heads" },
   torsoDtype: { type: "string", help: "compute dtype of the UNet torso", choices: ["float32", "float16", "bfloat16"] },
+  nproc: {
+    type: "int",
+    help: "train with N processes on this machine (data parallel: --batch is split among them, each with its " +
+      "own --threads, by default the cores divided among them)",
+    min: 1,
+    max: 1024,
+  },
+  worldSize: {
+    type: "int",
+    help: "join a data-parallel run of this many processes in all, on one or several machines (or WORLD_SIZE)",
+    min: 1,
+    max: B.worldSize,
+  },
+  rank: {
+    type: "int",
+    help: "this process's rank in it, 0..world size - 1; rank 0 writes --out (or RANK)",
+    min: 0,
+    max: B.worldSize - 1,
+  },
+  localRank: {
+    type: "int",
+    help: "its rank on this machine: with --device cuda, the GPU it takes (or LOCAL_RANK; default: --rank)",
+    min: 0,
+    max: B.worldSize - 1,
+  },
+  masterAddr: { type: "string", help: "host name or address of rank 0's machine (or MASTER_ADDR)" },
+  masterPort: {
+    type: "int",
+    help: "port where rank 0 serves the rendezvous (or MASTER_PORT; default 29500, with --nproc a free one)",
+    min: 1,
+    max: 65535,
+  },
+  distTimeout: {
+    type: "int",
+    help: "seconds a process waits for the others (joining, each step, rank 0's saves) before failing",
+    default: 1800,
+    min: 1,
+    max: 365 * 24 * 3600,
+  },
 } as const satisfies Spec;
 
 export type PretrainArgs = Parsed<typeof PRETRAIN_SPEC>;
 
-/** Merges the preset with the flags given, and validates what the flags alone cannot. */
-export function pretrainOptionsFrom(a: PretrainArgs): PretrainOptions {
+/**
+ * Merges the preset with the flags given, and validates what the flags alone cannot. With
+ * `worldSize` processes (data parallel), --batch is the global batch: it must split into whole
+ * micro-batches per process, and the micro-batch defaults to the preset's or the per-process share,
+ * whichever is smaller.
+ */
+export function pretrainOptionsFrom(a: PretrainArgs, worldSize = 1): PretrainOptions {
   const p = PRESETS[a.preset];
   const device = deviceArg(a.device);
   const unet: Partial<UNetConfig> & { imageSize: number } = { ...p.unet, imageSize: a.crop ?? p.unet.imageSize };
@@ -178,9 +224,18 @@ export function pretrainOptionsFrom(a: PretrainArgs): PretrainOptions {
   for (const k of keys) if (a[k] !== undefined) (unet as Record<string, unknown>)[k] = a[k];
   const method = a.method as "mdm" | "ddpm";
   const batch = a.batch ?? p.batch;
-  const microBatch = a.microBatch ?? Math.min(p.microBatch, batch);
-  if (batch % microBatch !== 0) {
+  if (batch % worldSize !== 0) {
+    throw new UsageError(`--batch ${batch} does not split among ${worldSize} processes (each takes whole images)`);
+  }
+  const microBatch = a.microBatch ?? Math.min(p.microBatch, batch / worldSize);
+  if (worldSize === 1 && batch % microBatch !== 0) {
     throw new UsageError(`--batch ${batch} must be a multiple of --micro-batch ${microBatch}`);
+  }
+  if (batch % (worldSize * microBatch) !== 0) {
+    throw new UsageError(
+      `--batch ${batch} must be a multiple of ${worldSize} processes × --micro-batch ${microBatch} ` +
+        `(${worldSize * microBatch}): each process takes whole micro-batches of the global batch`,
+    );
   }
   const fixedT = a.fixedT ?? null;
   if (fixedT !== null && fixedT >= a.diffusionSteps) {
@@ -276,4 +331,100 @@ export function runShapingFlagsGiven(argv: readonly string[]): string[] {
 export function intervals(a: PretrainArgs): { checkpointEvery: number; pictureEvery: number } {
   const every = PRESETS[a.preset].every;
   return { checkpointEvery: a.checkpointEvery ?? every, pictureEvery: a.pictureEvery ?? every };
+}
+
+/** Where this process stands in a data-parallel run, from the flags and torchrun's variables. */
+export interface Distributed {
+  /** --nproc N above 1: start N local processes (this one only waits for them). */
+  launch: number | null;
+  /** This process is one rank of a run of several: its place, or null for a single process. */
+  worker: DistEnv | null;
+  /** --dist-timeout, in milliseconds. */
+  timeoutMs: number;
+}
+
+const DIST_FLAGS = {
+  worldSize: ["--world-size", "WORLD_SIZE"],
+  rank: ["--rank", "RANK"],
+  localRank: ["--local-rank", "LOCAL_RANK"],
+  masterAddr: ["--master-addr", "MASTER_ADDR"],
+  masterPort: ["--master-port", "MASTER_PORT"],
+} as const;
+
+/**
+ * Resolves --nproc, --world-size, --rank, --local-rank, --master-addr and --master-port, each of
+ * which overrides its torchrun variable in `env` (WORLD_SIZE, RANK, LOCAL_RANK, MASTER_ADDR,
+ * MASTER_PORT). A world of one process is a single process. MASTER_PORT defaults to 29500 (torchrun's).
+ * @throws UsageError for inconsistent flags (--nproc with --rank, --rank without --world-size, a
+ * rank outside the world), naming the flag or the variable.
+ */
+export function distributedFrom(a: PretrainArgs, env: Record<string, string | undefined> = process.env): Distributed {
+  const timeoutMs = a.distTimeout * 1000;
+  const given = (Object.keys(DIST_FLAGS) as (keyof typeof DIST_FLAGS)[]).filter((k) => a[k] !== undefined);
+  if (a.nproc !== undefined) {
+    const clash = given.filter((k) => k !== "masterPort");
+    if (clash.length) {
+      throw new UsageError(
+        `--nproc starts its own processes on this machine; it does not take ${
+          clash.map((k) => DIST_FLAGS[k][0]).join(", ")
+        } (those join processes started on several machines, without --nproc)`,
+      );
+    }
+    const inherited = (["WORLD_SIZE", "RANK"] as const).filter((v) => env[v]);
+    if (inherited.length) {
+      throw new UsageError(
+        `--nproc ${a.nproc}: ${inherited.map((v) => `${v}=${env[v]}`).join(" and ")} ` +
+          `${inherited.length > 1 ? "are" : "is"} set, as in a process that is already one rank of a run; ` +
+          "unset them or drop --nproc",
+      );
+    }
+    return { launch: a.nproc > 1 ? a.nproc : null, worker: null, timeoutMs };
+  }
+  const vars: Record<string, string | undefined> = {
+    WORLD_SIZE: env.WORLD_SIZE,
+    RANK: env.RANK,
+    LOCAL_RANK: env.LOCAL_RANK,
+    LOCAL_WORLD_SIZE: env.LOCAL_WORLD_SIZE,
+    MASTER_ADDR: env.MASTER_ADDR,
+    MASTER_PORT: env.MASTER_PORT,
+  };
+  for (const k of given) vars[DIST_FLAGS[k][1]] = String(a[k]);
+  // How the user set each value: the flag, or the variable.
+  const named = (k: keyof typeof DIST_FLAGS) =>
+    a[k] !== undefined ? `${DIST_FLAGS[k][0]} ${a[k]}` : `${DIST_FLAGS[k][1]}=${vars[DIST_FLAGS[k][1]]}`;
+  if (!vars.WORLD_SIZE) {
+    if (given.length) {
+      throw new UsageError(
+        `${given.map((k) => DIST_FLAGS[k][0]).join(", ")} need${given.length > 1 ? "" : "s"} --world-size ` +
+          "(or WORLD_SIZE): how many processes take part",
+      );
+    }
+    if (vars.RANK) throw new UsageError(`RANK=${vars.RANK} is set but WORLD_SIZE is not: set both, or neither`);
+    return { launch: null, worker: null, timeoutMs };
+  }
+  const size = Number(vars.WORLD_SIZE);
+  if (size > 1) {
+    if (!vars.RANK) {
+      throw new UsageError(`${named("worldSize")} needs --rank (or RANK): this process's, 0..${size - 1}`);
+    }
+    if (!vars.MASTER_ADDR?.trim()) {
+      throw new UsageError(`${named("worldSize")} needs --master-addr (or MASTER_ADDR): the host where rank 0 runs`);
+    }
+  }
+  for (const k of ["rank", "localRank"] as const) {
+    const v = vars[DIST_FLAGS[k][1]];
+    if (a[k] !== undefined && Number.isInteger(size) && size >= 1 && Number(v) >= size) {
+      throw new UsageError(`${named(k)} must be below ${named("worldSize")}`);
+    }
+  }
+  vars.MASTER_PORT ||= "29500";
+  let worker: DistEnv | null;
+  try {
+    worker = distEnv(vars);
+  } catch (e) {
+    // What is left is a variable's value (the flags are checked by the parser): its message names it.
+    if (!(e instanceof RangeError)) throw e;
+    throw new UsageError(e.message);
+  }
+  return { launch: null, worker: worker && worker.worldSize > 1 ? worker : null, timeoutMs };
 }

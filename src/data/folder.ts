@@ -1,8 +1,9 @@
 // Image folders for pre-training: listing image files, and a loader that keeps decoded images in
 // memory and draws batches of random flipped crops, reproducibly and resumably.
 import { readdir, realpath, stat } from "node:fs/promises";
-import { tensor } from "../create.ts";
+import { tensor, zeros } from "../create.ts";
 import type { Device } from "../device.ts";
+import { tidy } from "../scope.ts";
 import type { Tensor } from "../tensor.ts";
 import { type Image, readImage, toRGB, validateImage } from "./image.ts";
 import { Rng, type RngState } from "./rng.ts";
@@ -122,6 +123,12 @@ export interface RandomCropOptions {
   device?: Device;
 }
 
+/** Options of `RandomCropLoader.nextBatch`. */
+export interface BatchOptions {
+  /** Copy only crops start..end-1 of the batch (the others are drawn but left 0). */
+  only?: readonly [start: number, end: number];
+}
+
 /** Everything needed to continue the exact sample sequence, as plain JSON. */
 export interface LoaderState {
   rng: RngState;
@@ -205,9 +212,19 @@ export class RandomCropLoader {
     return this.#order[this.#cursor++];
   }
 
-  /** The next batch on the host: `batchSize` crops, float32 [B, 3, S, S] in [-1, 1]. */
-  nextBatchData(batchSize: number): Float32Array {
+  /**
+   * The next batch on the host: `batchSize` crops, float32 [B, 3, S, S] in [-1, 1]. With `only`
+   * [start, end), every crop is still drawn (the sequence advances exactly as for the whole batch)
+   * but only crops start..end-1 are copied; the others stay 0. A data-parallel rank fills its own
+   * share of the global batch this way.
+   * @throws RangeError when `batchSize` is not a positive integer or `only` is not a range within it.
+   */
+  nextBatchData(batchSize: number, opts: BatchOptions = {}): Float32Array {
     if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`batchSize must be a positive integer`);
+    const [lo, hi] = opts.only ?? [0, batchSize];
+    if (!Number.isInteger(lo) || !Number.isInteger(hi) || lo < 0 || lo > hi || hi > batchSize) {
+      throw new RangeError(`only must be a range [start, end) within the batch of ${batchSize}, got [${lo}, ${hi})`);
+    }
     const s = this.cropSize, plane = s * s;
     const out = new Float32Array(batchSize * 3 * plane);
     for (let b = 0; b < batchSize; b++) {
@@ -216,6 +233,7 @@ export class RandomCropLoader {
       const x0 = this.#rng.int(img.width - s + 1);
       const y0 = this.#rng.int(img.height - s + 1);
       const flip = this.#flip && this.#rng.next() < 0.5;
+      if (b < lo || b >= hi) continue;
       const base = b * 3 * plane, w = img.width, d = img.data;
       for (let y = 0; y < s; y++) {
         const row = ((y0 + y) * w + x0) * 3;
@@ -230,10 +248,20 @@ export class RandomCropLoader {
     return out;
   }
 
-  /** The next batch as a float32 tensor [B, 3, S, S] in [-1, 1]. */
-  nextBatch(batchSize: number): Tensor<"float32", Device> {
-    const s = this.cropSize;
-    return tensor(this.nextBatchData(batchSize), { shape: [batchSize, 3, s, s], device: this.#device });
+  /** The next batch as a float32 tensor [B, 3, S, S] in [-1, 1] (`only`: see `nextBatchData`). */
+  nextBatch(batchSize: number, opts: BatchOptions = {}): Tensor<"float32", Device> {
+    const s = this.cropSize, device = this.#device;
+    const data = this.nextBatchData(batchSize, opts);
+    const [lo, hi] = opts.only ?? [0, batchSize];
+    if (lo === 0 && hi === batchSize) return tensor(data, { shape: [batchSize, 3, s, s], device });
+    // Only the copied crops cross to the device; the blank ones are zeros made there.
+    return tidy(() => {
+      const batch = zeros([batchSize, 3, s, s], { device });
+      const crop = 3 * s * s;
+      const own = tensor(data.subarray(lo * crop, hi * crop), { shape: [hi - lo, 3, s, s], device });
+      if (hi > lo) batch.narrow(0, lo, hi - lo).copy_(own);
+      return batch;
+    });
   }
 
   getState(): LoaderState {

@@ -62,6 +62,23 @@ export const PRETRAIN_DEFAULTS: Omit<PretrainOptions, "unet"> = {
   ddpmTarget: "noise",
 };
 
+/**
+ * How a trainer takes part in data-parallel training across processes (src/dist's
+ * DataParallelGroup implements it on a process group). Every rank draws the same global batch and
+ * the same corruption for all of it, runs forward and backward on its own micro-batches only, and
+ * the gradients are summed across ranks before the (identical) optimizer step.
+ */
+export interface DataParallel {
+  /** This process's rank, 0..worldSize-1: it owns micro-batches rank·k .. (rank+1)·k − 1 of each step. */
+  readonly rank: number;
+  /** The number of processes sharing each step. */
+  readonly worldSize: number;
+  /** Replaces each parameter's gradient, in place, by the sum over the ranks. */
+  syncGradients(params: readonly Tensor<FloatDType>[]): unknown;
+  /** The sum of `x` over the ranks. */
+  sumLoss(x: number): number;
+}
+
 /** What a step reports. */
 export interface StepResult {
   step: number;
@@ -93,6 +110,14 @@ export class Pretrainer {
   /** Independent streams, so that e.g. changing the mask code does not shift the timesteps. */
   readonly rng: { timesteps: Generator } & CorruptionStreams;
   step = 0;
+  /**
+   * Data-parallel training across processes, or null (the default) for a single process. With it,
+   * the batch size must be a multiple of worldSize × microBatch. Dropout (when the UNet has it)
+   * draws from each process's global generator, all seeded alike, so that runs with dropout are not
+   * the same across process counts; without dropout, N processes compute what one does, up to the
+   * order in which gradients are summed.
+   */
+  parallel: DataParallel | null = null;
 
   /**
    * A trainer at step 0: seeded initial weights, or with `saved`, the weights and EMA taken from
@@ -130,25 +155,46 @@ export class Pretrainer {
     };
   }
 
-  /** One optimizer step on a batch [B, 3, S, S] in [-1, 1]. */
+  /**
+   * One optimizer step on a batch [B, 3, S, S] in [-1, 1]. With `parallel`, the batch is the global
+   * one: each micro-batch's timesteps and corruption are drawn on every rank as a single process
+   * draws them, but the forward and backward passes run only on the rank that owns the micro-batch;
+   * the loss returned is the global one. The other ranks' images are used for their count only (the
+   * corruptions draw independently of pixel values), so a rank may pass them blank.
+   * @throws TypeError when the batch is not [B, C, H, W] with B the options' batch; RangeError when
+   * `parallel`'s world size does not divide the batch into whole micro-batches.
+   */
   trainStep(batch: Images): StepResult {
     const { batch: size, microBatch } = this.options;
     if (batch.ndim !== 4 || batch.size(0) !== size) {
       throw new TypeError(`trainStep: batch must be [${size}, C, H, W], got [${batch.shape.join(", ")}]`);
     }
+    const parallel = this.parallel;
+    const ranks = parallel?.worldSize ?? 1;
+    if (size % (ranks * microBatch) !== 0) {
+      throw new RangeError(
+        `trainStep: the batch ${size} does not split into ${ranks} processes × micro-batches of ${microBatch}`,
+      );
+    }
+    const own = size / microBatch / ranks, first = (parallel?.rank ?? 0) * own;
     const lossOf = LOSSES[this.options.loss];
     let total = 0;
     tidy(() => {
       this.optimizer.zeroGrad();
-      for (const micro of batch.split(microBatch, 0)) {
+      batch.split(microBatch, 0).forEach((micro, i) => {
         tidy(() => {
           const t = this.corruption.timesteps(micro.size(0), this.rng.timesteps);
           const { input, target } = this.corruption.apply(micro, t, this.rng);
+          if (i < first || i >= first + own) return; // another rank's: drawn only, to keep the streams
           const { output } = this.model.forward(input, t);
           const loss = lossOf(output!, target).mul(micro.size(0) / size);
           loss.backward();
           total += loss.item();
         });
+      });
+      if (parallel) {
+        parallel.syncGradients(this.model.parameters());
+        total = parallel.sumLoss(total);
       }
       this.optimizer.step();
       this.ema.update();

@@ -47,6 +47,11 @@ export interface TrainState {
   data: unknown;
   /** Seconds of training so far, for throughput and ETA after a resume. */
   seconds: number;
+  /**
+   * How many processes trained together (data parallel); 1 for a single process and for
+   * checkpoints written before the field existed. A resume must use as many.
+   */
+  worldSize: number;
 }
 
 const NAME = /^step-(\d{7,})$/;
@@ -86,7 +91,7 @@ function removeCheckpoint(path: string): void {
 export function saveCheckpoint(
   root: string,
   trainer: Pretrainer,
-  extra: { data: unknown; seconds: number },
+  extra: { data: unknown; seconds: number; worldSize?: number },
   keep = 3,
 ): string {
   mkdirSync(root, { recursive: true });
@@ -110,6 +115,7 @@ export function saveCheckpoint(
       },
       data: extra.data,
       seconds: extra.seconds,
+      worldSize: extra.worldSize ?? 1,
     };
     writeFileAtomic(`${tmp}/state.json`, (f) => f.write(new TextEncoder().encode(JSON.stringify(state, null, 1))));
     // The checksums go last, over the files as they are on disk.
@@ -210,7 +216,7 @@ function rngState(v: unknown, field: string): string {
  */
 export function checkTrainState(v: unknown, folderStep?: number): TrainState {
   const o = object(v, "state");
-  onlyKeys(o, ["version", "step", "options", "rng", "data", "seconds"], "state");
+  onlyKeys(o, ["version", "step", "options", "rng", "data", "seconds", "worldSize"], "state");
   const version = integer(o.version, "version", 1, CHECKPOINT_VERSION);
   const options = checkPretrainOptions(o.options, "options");
   const step = integer(o.step, "step", 0, PRETRAIN_BOUNDS.steps);
@@ -227,7 +233,14 @@ export function checkTrainState(v: unknown, folderStep?: number): TrainState {
   };
   // The data loader's state is its own to check (RandomCropLoader.setState); here it must be there.
   if (o.data === undefined) throw new FieldError("data", "is missing");
-  return { version, step, options, rng, data: o.data, seconds: number(o.seconds, "seconds", 0) };
+  const worldSize = o.worldSize === undefined ? 1 : integer(o.worldSize, "worldSize", 1, PRETRAIN_BOUNDS.worldSize);
+  if (options.batch % (worldSize * options.microBatch) !== 0) {
+    throw new FieldError(
+      "worldSize",
+      `is ${worldSize}: so many processes do not split the batch ${options.batch} into micro-batches of ${options.microBatch}`,
+    );
+  }
+  return { version, step, options, rng, data: o.data, seconds: number(o.seconds, "seconds", 0), worldSize };
 }
 
 /**
@@ -354,13 +367,24 @@ export function restoreTrainer(
     `${path}/optimizer.bin`,
     () => trainer.optimizer.loadStateBytes(new Uint8Array(readFileSync(`${path}/optimizer.bin`))),
   );
-  const s = state;
-  restore(`${path}/state.json (rng)`, () => {
-    trainer.rng.timesteps.state = decodeBase64(s.rng.timesteps);
-    trainer.rng.mask.state = decodeBase64(s.rng.mask);
-    trainer.rng.noise.state = decodeBase64(s.rng.noise);
-    setRngState(decodeBase64(s.rng.global), options.device);
-  });
-  trainer.step = state.step;
+  restoreProgress(trainer, state, `${path}/state.json`);
   return trainer;
+}
+
+/**
+ * Puts a checkpoint's random streams (the trainer's three and the global one) and step into
+ * `trainer`, as `restoreTrainer` does after the weights and the optimizer; data-parallel ranks that
+ * receive those from rank 0 take the rest from the state this way. `where` names the state in errors.
+ * @throws CheckpointError naming `where` when a stream's state does not fit its generator.
+ */
+export function restoreProgress(trainer: Pretrainer, state: TrainState, where: string): void {
+  try {
+    trainer.rng.timesteps.state = decodeBase64(state.rng.timesteps);
+    trainer.rng.mask.state = decodeBase64(state.rng.mask);
+    trainer.rng.noise.state = decodeBase64(state.rng.noise);
+    setRngState(decodeBase64(state.rng.global), trainer.options.device);
+  } catch (e) {
+    throw new CheckpointError(`${where} (rng)`, (e as Error).message, { cause: e });
+  }
+  trainer.step = state.step;
 }

@@ -16,6 +16,8 @@ export const PRETRAIN_BOUNDS = {
   diffusionSteps: 100_000,
   /** Images per optimizer step. */
   batch: 65_536,
+  /** Processes training together (each takes at least one image of every batch). */
+  worldSize: 65_536,
   /** Seeds: the trainer derives its streams' seeds as 3·seed + k, exact below 2^53. */
   seed: 2 ** 32 - 1,
   /** Crop side, the UNet's imageSize. */
