@@ -49,6 +49,7 @@ export {
 export { resizeImageBilinear, resizeLabelNearest } from "../src/data/resize.ts";
 export { Rng, type RngState } from "../src/data/rng.ts";
 export {
+  type BatchOptions,
   describeListing,
   findImages,
   type FindImagesOptions,

@@ -28,6 +28,7 @@ export {
 export { Ema } from "../src/mdm/ema.ts";
 export {
   corruptionOf,
+  type DataParallel,
   PRETRAIN_DEFAULTS,
   Pretrainer,
   type PretrainOptions,

@@ -8,6 +8,7 @@ import type { Tensor } from "../tensor.ts";
 import { type Image, readImage, toRGB, validateImage } from "./image.ts";
 import { Rng, type RngState } from "./rng.ts";
 
+/** The file extensions taken as images (lower case; matched case-insensitively). */
 export const IMAGE_EXTENSIONS: readonly string[] = [".png", ".jpg", ".jpeg", ".tif", ".tiff"];
 
 /**
@@ -29,6 +30,7 @@ export interface ImageListing {
   skippedLinks: string[];
 }
 
+/** Options of findImages. */
 export interface FindImagesOptions {
   /** Pass over folders named as LABEL_FOLDERS (default true). */
   skipLabelFolders?: boolean;
@@ -107,6 +109,7 @@ export function describeListing(root: string, paths: readonly string[]): string 
   return parts.length > 6 ? `${parts.slice(0, 6).join(", ")} and ${parts.length - 6} more folders` : parts.join(", ");
 }
 
+/** Options of a RandomCropLoader. */
 export interface RandomCropOptions {
   /** Side S of the square crops. */
   cropSize: number;
@@ -131,20 +134,33 @@ export interface BatchOptions {
 
 /** Everything needed to continue the exact sample sequence, as plain JSON. */
 export interface LoaderState {
+  /** The loader's PRNG. */
   rng: RngState;
   /** This epoch's image order and the position in it. */
   order: number[];
+  /** The next position in `order`. */
   cursor: number;
+  /** Completed passes over the images. */
   epoch: number;
 }
 
+/** An image with the name it is known by (its path, for images from files). */
 export interface NamedImage {
+  /** Where the image came from, for messages. */
   name: string;
+  /** The pixels (converted to RGB by the loader). */
   image: Image;
 }
 
+/**
+ * Random square crops of a set of images, each flipped left-right with probability 1/2, every image
+ * once per epoch in a reshuffled order, as [B, 3, S, S] float32 batches in [-1, 1]; from a seeded PRNG
+ * of its own, whose state a checkpoint saves.
+ */
 export class RandomCropLoader {
+  /** The crops' side S, pixels. */
   readonly cropSize: number;
+  /** The images' names, in the order given. */
   readonly names: readonly string[];
   readonly #images: Image[]; // RGB, each at least cropSize in both dimensions
   readonly #flip: boolean;
@@ -193,6 +209,7 @@ export class RandomCropLoader {
     return RandomCropLoader.fromFiles(paths, opts);
   }
 
+  /** The number of images. */
   get length(): number {
     return this.#images.length;
   }
@@ -264,6 +281,7 @@ export class RandomCropLoader {
     });
   }
 
+  /** The state to save with a checkpoint, to continue the same crops with setState. */
   getState(): LoaderState {
     return { rng: this.#rng.getState(), order: [...this.#order], cursor: this.#cursor, epoch: this.#epoch };
   }

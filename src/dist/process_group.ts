@@ -34,8 +34,9 @@ export interface GroupPlace {
   worldSize: number;
   /** The collective backend. */
   backend: Backend;
-  /** Where rank 0 serves the rendezvous, as this process was told (MASTER_ADDR, MASTER_PORT). */
+  /** Where rank 0 serves the rendezvous, as this process was told (MASTER_ADDR). */
   masterAddr: string;
+  /** The rendezvous port (MASTER_PORT). */
   masterPort: number;
 }
 
@@ -46,7 +47,9 @@ export interface GroupPlace {
  * native) own message, which names the peer or the address where it knows it.
  */
 export class DistributedError extends TorchError {
+  /** "DistributedError". */
   override name = "DistributedError";
+  /** The error of collective `op` on the tensors of `inputShapes` in the group at `place`. */
   constructor(
     torchMessage: string,
     op: string,
@@ -137,8 +140,9 @@ export class ProcessGroup implements Disposable {
   readonly worldSize: number;
   /** The collective backend. */
   readonly backend: Backend;
-  /** Where rank 0 serves the rendezvous (MASTER_ADDR, MASTER_PORT). */
+  /** Where rank 0 serves the rendezvous (MASTER_ADDR). */
   readonly masterAddr: string;
+  /** The rendezvous port (MASTER_PORT). */
   readonly masterPort: number;
   /** The bound on joining and on each collective, in milliseconds. */
   readonly timeoutMs: number;

@@ -7,7 +7,7 @@ import type { FloatDType } from "../dtype.ts";
 import { AdamW } from "../optim.ts";
 import { Generator, manualSeed } from "../random.ts";
 import { tidy } from "../scope.ts";
-import type { Tensor } from "../tensor.ts";
+import type { FloatTensor, Tensor } from "../tensor.ts";
 import { rootBuilder, StateDictError } from "../nn/module.ts";
 import type { UNetConfig } from "../models/unet/config.ts";
 import { UNet } from "../models/unet/unet.ts";
@@ -18,31 +18,45 @@ import { PatchMasking } from "./mask.ts";
 import { ssimLoss } from "./ssim.ts";
 import { checkPretrainOptions } from "./validate.ts";
 
-type Images = Tensor<FloatDType, Device>;
-
+/** Everything a pre-training run is: method, loss, model, optimisation, corruption and schedule. */
 export interface PretrainOptions {
+  /** "mdm": timestep-controlled patch masking (the paper's method); "ddpm": the Gaussian-noise baseline. */
   method: "mdm" | "ddpm";
+  /** The reconstruction loss: SSIM (the paper's, see ssimLoss), or mean squared or absolute error. */
   loss: "ssim" | "mse" | "l1";
+  /** The UNet (guided-diffusion's options; imageSize is the training crop's side, pixels). */
   unet: Partial<UNetConfig> & { imageSize: number };
+  /** AdamW's learning rate (constant). */
   lr: number;
+  /** AdamW's decoupled weight decay. */
   weightDecay: number;
+  /** The EMA's decay per step (0.9999 in the paper). */
   emaRate: number;
   /** Images per optimizer step, and per forward pass (gradient accumulation when smaller). */
   batch: number;
+  /** Images per forward/backward pass; batch must be a multiple of it. */
   microBatch: number;
+  /** Seed of the initial weights and of the timestep, mask and noise streams. */
   seed: number;
+  /** Where the model and the batches live. */
   device: Device;
+  /** Optimizer steps of the whole run. */
   steps: number;
   /** Diffusion steps T. */
   diffusionSteps: number;
   /** Train at one timestep only (the paper's "no diffusion" ablation). */
   fixedT: number | null;
+  /** MDM's patch side, pixels (8 in the paper). */
   patchSize: number;
+  /** MDM's masked fraction at timestep t: t/T as the authors' release, or t/(T+1) as the paper's text. */
   maskRatio: "release" | "paper";
+  /** DDPM's noise schedule. */
   schedule: BetaSchedule;
+  /** What the DDPM baseline predicts: the noise (the usual), or the clean image. */
   ddpmTarget: "noise" | "x0";
 }
 
+/** The authors' settings for everything but the UNet (their batch of 128 aside: 8 here, for a CPU). */
 export const PRETRAIN_DEFAULTS: Omit<PretrainOptions, "unet"> = {
   method: "mdm",
   loss: "ssim",
@@ -81,7 +95,9 @@ export interface DataParallel {
 
 /** What a step reports. */
 export interface StepResult {
+  /** The step just completed (1 for the first). */
   step: number;
+  /** Its loss, averaged over the whole batch (over every process's share). */
   loss: number;
 }
 
@@ -96,19 +112,29 @@ export function corruptionOf(options: PretrainOptions): Corruption {
   }
 }
 
-const LOSSES: Record<PretrainOptions["loss"], (output: Images, target: Images) => Images> = {
+const LOSSES: Record<PretrainOptions["loss"], (output: FloatTensor, target: FloatTensor) => FloatTensor> = {
   ssim: ssimLoss,
   mse: mseLoss,
   l1: l1Loss,
 };
 
+/**
+ * MDM (or DDPM) pre-training: each step corrupts a batch of clean images, has the UNet reconstruct
+ * it, and takes an AdamW step on the loss, with an EMA of the weights alongside. The random streams
+ * are its own, so that a checkpoint of the trainer resumes exactly.
+ */
 export class Pretrainer {
+  /** The UNet being trained. */
   readonly model: UNet;
+  /** The exponential moving average of its weights. */
   readonly ema: Ema;
+  /** AdamW over the model's parameters. */
   readonly optimizer: AdamW;
+  /** What options.method does to the images (PatchMasking or GaussianNoise). */
   readonly corruption: Corruption;
   /** Independent streams, so that e.g. changing the mask code does not shift the timesteps. */
   readonly rng: { timesteps: Generator } & CorruptionStreams;
+  /** Optimizer steps taken so far. */
   step = 0;
   /**
    * Data-parallel training across processes, or null (the default) for a single process. With it,
@@ -164,7 +190,7 @@ export class Pretrainer {
    * @throws TypeError when the batch is not [B, C, H, W] with B the options' batch; RangeError when
    * `parallel`'s world size does not divide the batch into whole micro-batches.
    */
-  trainStep(batch: Images): StepResult {
+  trainStep(batch: FloatTensor): StepResult {
     const { batch: size, microBatch } = this.options;
     if (batch.ndim !== 4 || batch.size(0) !== size) {
       throw new TypeError(`trainStep: batch must be [${size}, C, H, W], got [${batch.shape.join(", ")}]`);

@@ -38,8 +38,11 @@ export const CHECKPOINT_FILES = ["model.safetensors", "ema.safetensors", "optimi
 
 /** The JSON part of a checkpoint. */
 export interface TrainState {
+  /** The checkpoint format's version (CHECKPOINT_VERSION when written by this mdm). */
   version: number;
+  /** Optimizer steps taken when the checkpoint was saved. */
   step: number;
+  /** The run's options, as validated when it started. */
   options: PretrainOptions;
   /** Base64 generator states: the trainer's three streams and the global one (dropout). */
   rng: { timesteps: string; mask: string; noise: string; global: string };
@@ -295,7 +298,9 @@ export function verifyCheckpoint(path: string): { state: TrainState; verified: b
 
 /** A checkpoint that `newestIntactCheckpoint` passed over, and why. */
 export interface SkippedCheckpoint {
+  /** The checkpoint folder passed over. */
   path: string;
+  /** What was wrong with it (a damaged or missing file, an invalid state). */
   reason: string;
 }
 
