@@ -4,7 +4,7 @@
 //
 //   deno run -A train.ts [--help] [flags]
 import { createHash } from "node:crypto";
-import { readFileSync, statSync } from "node:fs";
+import { readFileSync, renameSync, rmSync, statSync } from "node:fs";
 import { mkdir, open, writeFile } from "node:fs/promises";
 import { availableParallelism } from "node:os";
 import { fileURLToPath } from "node:url";
@@ -32,6 +32,7 @@ import { FolderLock } from "./src/io/lock.ts";
 import { saveSafetensors } from "./src/io/safetensors.ts";
 import {
   cleanTemporaries,
+  listCheckpoints,
   newestIntactCheckpoint,
   restoreProgress,
   restoreTrainer,
@@ -167,6 +168,26 @@ async function writePicture(
 }
 
 /**
+ * A run that starts over must not mix its checkpoints with another run's (a later --resume would pick
+ * whichever is newest): with checkpoints in the folder it is refused, or with --fresh they are moved to
+ * checkpoints.previous/ (replacing an older one).
+ */
+function setAsidePreviousRun(ckptDir: string, fresh: boolean): void {
+  const old = listCheckpoints(ckptDir);
+  if (old.length === 0) return;
+  const newest = old[old.length - 1];
+  if (!fresh) {
+    throw new UsageError(
+      `--out holds another run's checkpoints (newest: ${newest.path}): continue it with --resume, ` +
+        `or start over with --fresh (which moves them to ${ckptDir}.previous)`,
+    );
+  }
+  rmSync(`${ckptDir}.previous`, { recursive: true, force: true });
+  renameSync(ckptDir, `${ckptDir}.previous`);
+  console.error(`moved the previous run's checkpoints (up to ${newest.path}) to ${ckptDir}.previous`);
+}
+
+/**
  * The checkpoint to resume from: --resume-from's (checked, no fallback), or with --resume the
  * newest intact one in `ckptDir`, setting aside (with a warning) newer ones that are damaged.
  */
@@ -299,6 +320,7 @@ async function prepareOutput(
       console.error(`removed ${what} left by an interrupted run: ${stale.join(", ")}`);
     }
     const resume = findResume(args, ckptDir);
+    if (!resume) setAsidePreviousRun(ckptDir, args.fresh);
     if (resume) {
       const saved = resume.state.worldSize;
       if (saved !== worldSize) {

@@ -11,7 +11,7 @@ out=${MDM_OUT:-runs}
 heads=(--heads 3 --batch 4 --min-epochs 10 --max-epochs 30 --patience 5)
 [ "${1:-}" = "--full-heads" ] && heads=(--batch 4)
 
-"$deno" run -A train.ts --out "$out/pretrain"
+"$deno" run -A train.ts --out "$out/pretrain" --fresh
 "$deno" run -A segment.ts --checkpoint "$out/pretrain/model.safetensors" --labels 3 "${heads[@]}" --out "$out/segment"
 
 echo

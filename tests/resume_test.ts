@@ -206,3 +206,20 @@ Deno.test("a folder lock: one holder at a time, named in the error; released by 
   assert.equal(third.code, 0, third.text);
   assert.match(third.text, new RegExp(`resumed from .* at step ${newest}`));
 });
+
+Deno.test("a fresh run into a folder with another run's checkpoints is refused; --fresh moves them aside", async () => {
+  const out = `${TMP}/fresh`, ckpt = `${out}/checkpoints`;
+  const flags = [...TINY, "--checkpoint-every", "1", "--out", out];
+  assert.equal((await train([...flags, "--steps", "2"])).code, 0);
+  const refused = await train([...flags, "--steps", "2"]);
+  assert.equal(refused.code, 2);
+  assert.match(
+    refused.text,
+    /--out holds another run's checkpoints \(newest: \S+step-0000002\): continue it with --resume/,
+  );
+  assert.deepEqual(listCheckpoints(ckpt).map((c) => c.step), [1, 2], "nothing was touched");
+  const fresh = await train([...flags, "--steps", "1", "--fresh"]);
+  assert.equal(fresh.code, 0, fresh.text);
+  assert.deepEqual(listCheckpoints(ckpt).map((c) => c.step), [1], "only the new run's checkpoint");
+  assert.deepEqual(listCheckpoints(`${ckpt}.previous`).map((c) => c.step), [1, 2], "the old run's, kept");
+});

@@ -104,6 +104,11 @@ export const PRETRAIN_SPEC = {
   keepCheckpoints: { type: "int", help: "checkpoints kept (the newest)", default: 3, min: 1, max: 1_000_000 },
   resume: { type: "bool", help: "continue from the newest checkpoint in --out", default: false },
   resumeFrom: { type: "string", help: "continue from this checkpoint folder" },
+  fresh: {
+    type: "bool",
+    help: "start over in an --out that holds another run's checkpoints, moving them to checkpoints.previous/",
+    default: false,
+  },
   pictureEvery: {
     type: "int",
     help: "write a reconstruction picture every N steps (0: never)",
