@@ -3,7 +3,7 @@
 // process's maximum resident set (the CPU) or the allocator's peak (PyTorch on a GPU).
 //
 //   deno run -A bench/unet.ts [--threads N] [--only small,gd-medium,...] [--device cpu|cuda]
-//                             [--precision fp32|bf16|both] [--compile] [--channels-last]
+//                             [--precision fp32|bf16|both] [--compile] [--channels-last] [--torch-channels-last]
 //
 // fp32 compares mdm with PyTorch eager; bf16 runs mdm's torso in bfloat16 (norms and softmax in
 // float32, float32 master weights) against PyTorch's whole step under torch.autocast(bfloat16);
@@ -16,7 +16,10 @@ import { denoJson, flag, pythonJson, report } from "./util.ts";
 const threads = Number(flag("threads") ?? 2);
 const device = (flag("device") ?? "cpu") as Device;
 const precisions = flag("precision") === "both" ? ["fp32", "bf16"] : [flag("precision") ?? "fp32"];
+// mdm's layout and PyTorch's are chosen apart: a PyTorch user runs the default layout unless they
+// convert the model and the input themselves.
 const channelsLast = Deno.args.includes("--channels-last");
+const torchChannelsLast = Deno.args.includes("--torch-channels-last");
 
 // guided-diffusion's usual settings: up/down-sampling ResBlocks, scale-shift norm, 32-channel heads.
 const GD = { resblockUpdown: true, useScaleShiftNorm: true, numHeadChannels: 32 };
@@ -120,7 +123,7 @@ function torchArgs(name: string, extra: Record<string, unknown>): string[] {
       batch: c.batch,
       steps: c.steps,
       device,
-      channels_last: channelsLast,
+      channels_last: torchChannelsLast,
       image_size: u.imageSize,
       model_channels: u.modelChannels,
       channel_mult: u.channelMult,
@@ -159,9 +162,9 @@ if (Deno.args.includes("--child")) {
         console.log(`torch.compile: first two steps (compiling) took ${compiled.warmup_s.toFixed(0)} s`);
       }
       report(
-        `UNet training step, ${name} (batch ${c.batch}, ${device}, threads=${threads}${
-          channelsLast ? ", channels-last" : ""
-        })`,
+        `UNet training step, ${name} (batch ${c.batch}, ${device}, threads=${threads}; mdm ${
+          channelsLast ? "channels-last" : "NCHW"
+        }, PyTorch ${torchChannelsLast ? "channels-last" : "NCHW"})`,
         rows,
       );
     }
