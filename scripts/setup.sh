@@ -202,13 +202,11 @@ setup_main() {
   lib=$(bash "$MDM_ROOT/native/build.sh")
   mkdir -p "$MDM_ROOT/build"
   {
-    echo "export MDM_NATIVE_LIB='$lib'"
-    echo "export MDM_TORCH_VERSION='$TORCH_VERSION'"
-    echo "export MDM_TORCH_FROM='$TORCH_FROM'"
-    echo "export MDM_TORCH_PYTHON='$TORCH_PYTHON'"
-    echo "export MDM_TORCH_PYTHONPATH='$TORCH_PYTHONPATH'"
-    echo "export MDM_TORCH_INCLUDE='$TORCH_INCLUDE' MDM_TORCH_LIBDIR='$TORCH_LIBDIR'"
-    echo "export MDM_TORCH_ABI='$TORCH_ABI' MDM_TORCH_CXX_STD='$TORCH_CXX_STD'"
+    # %q quotes each value for the shell that sources the file (paths and descriptions may hold quotes).
+    printf 'export MDM_NATIVE_LIB=%q MDM_TORCH_VERSION=%q MDM_TORCH_FROM=%q\n' "$lib" "$TORCH_VERSION" "$TORCH_FROM"
+    printf 'export MDM_TORCH_PYTHON=%q MDM_TORCH_PYTHONPATH=%q\n' "$TORCH_PYTHON" "$TORCH_PYTHONPATH"
+    printf 'export MDM_TORCH_INCLUDE=%q MDM_TORCH_LIBDIR=%q\n' "$TORCH_INCLUDE" "$TORCH_LIBDIR"
+    printf 'export MDM_TORCH_ABI=%q MDM_TORCH_CXX_STD=%q\n' "$TORCH_ABI" "$TORCH_CXX_STD"
   } >"$MDM_ROOT/build/setup.env"
   echo "$deno"
 }
