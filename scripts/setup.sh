@@ -66,6 +66,22 @@ python_torch_dir() {
   [ -d "$dir/include" ] && [ -d "$dir/lib" ] && echo "$dir"
 }
 
+# The first Python that imports an unpacked wheel: a wheel imports only into the CPython it was built
+# for (its cpXY tag), and that CPython needs the wheel's own dependencies (typing_extensions with
+# `deprecated`, which Debian's python3.11 lacks). MDM_TORCH_PYTHON, then python3 and python3.X on
+# PATH, then pyenv's and /usr/local's installs: CI's PATH need not hold the Python a shell has.
+wheel_python() {
+  local tag=$1 dir=$2 minor py
+  minor=${tag#cp3}
+  for py in ${MDM_TORCH_PYTHON:-} "$(command -v python3 || true)" "$(command -v "python3.$minor" || true)" \
+    "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3."$minor".*/bin/python3 /usr/local/bin/python3."$minor" \
+    /usr/bin/python3."$minor"; do
+    [ -x "$py" ] || continue
+    PYTHONPATH="$dir" "$py" -c 'import torch' >/dev/null 2>&1 && { echo "$py"; return 0; }
+  done
+  return 1
+}
+
 # Reads version, C++ ABI and C++ standard from a libtorch's own files and sets the TORCH_* variables.
 # Arguments: include dir, library dir, a description of where it came from.
 describe_libtorch() {
@@ -150,13 +166,9 @@ find_libtorch() {
   esac
   if [ -n "${wheel:-}" ]; then
     dir=$(unpack_wheel "$wheel") || return 1
-    # A wheel imports only into the CPython it was built for (its cpXY tag).
-    local tag py
+    local tag
     tag=$(basename "$wheel" | sed -n 's/.*-\(cp[0-9]*\)-cp[0-9]*-.*/\1/p')
-    py=${MDM_TORCH_PYTHON:-$(command -v python3 || true)}
-    if [ -n "$py" ] && [ "$("$py" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")' 2>/dev/null)" = "$tag" ]; then
-      TORCH_PYTHON=$py TORCH_PYTHONPATH=$dir
-    fi
+    if TORCH_PYTHON=$(wheel_python "$tag" "$dir"); then TORCH_PYTHONPATH=$dir; else TORCH_PYTHON=""; fi
     describe_libtorch "$dir/torch/include" "$dir/torch/lib" "wheel $(basename "$wheel")" || return 1
     export TORCH_PYTHON TORCH_PYTHONPATH
     return

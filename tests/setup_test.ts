@@ -165,4 +165,9 @@ Deno.test("find_libtorch on this machine: Debian's 1.13 and the image's wheel, w
   assert.equal(wheel.vars.TORCH_VERSION_MAJOR, "2");
   assert.equal(wheel.vars.TORCH_ABI, "1");
   assert.match(wheel.vars.TORCH_PYTHONPATH, /\.tools\/torch-2/);
+  // CI's PATH may lead to Debian's python3.11, whose typing_extensions is too old for the wheel: the
+  // setup looks further (python3.X, pyenv, /usr/local) for a CPython that imports it.
+  const bare = findLibtorch({ MDM_LIBTORCH: "wheel", PATH: "/usr/sbin:/usr/bin:/sbin:/bin" }, true);
+  assert.ok(bare.ok, bare.stderr);
+  assert.equal(bare.vars.TORCH_VERSION, wheel.vars.TORCH_VERSION);
 });
