@@ -86,3 +86,35 @@ export function decoderFeatures(model: UNet, images: FloatTensor, opts: FeatureO
     })
   );
 }
+
+/**
+ * Where a pixel head's inputs come from: crops [B, 3, S, S] in [-1, 1] → per-pixel features
+ * [B, D, S, S] float32 with D = `channels`. A source holds its own options; the generator draws what
+ * the extraction needs at random (MDM's patch masks, DDPM noise when none is fixed).
+ */
+export interface PixelFeatures {
+  /** Feature channels D. */
+  readonly channels: number;
+  /** What the features are, for reports (e.g. "decoder blocks 3,4,5 at t=50"). */
+  readonly description: string;
+  extract(images: FloatTensor, generator?: Generator): FloatTensor;
+}
+
+/** A frozen UNet's decoder features (`decoderFeatures`) as a `PixelFeatures` source. */
+export function decoderPixelFeatures(model: UNet, opts: Omit<FeatureOptions, "generator">): PixelFeatures {
+  return {
+    channels: featureChannels(model, opts),
+    description: `decoder blocks ${opts.blocks.join(",")} at t=${opts.timesteps.join(",")}${
+      opts.l2Normalize ? ", L2-normalised per crop" : ""
+    }`,
+    extract: (images, generator) => decoderFeatures(model, images, { ...opts, generator }),
+  };
+}
+
+/**
+ * The pixels' own RGB values in [-1, 1] (3 channels): a head on them is a colour classifier, the
+ * floor any learned features must clear on H&E, where nuclei are the hematoxylin-dark pixels.
+ */
+export function rgbPixelFeatures(): PixelFeatures {
+  return { channels: 3, description: "RGB values of the pixel", extract: (images) => images.float().clone() };
+}

@@ -6,7 +6,7 @@ import type { SegSplit } from "../data/datasets/dataset.ts";
 import type { UNetConfig } from "../models/unet/config.ts";
 import type { UNet } from "../models/unet/unet.ts";
 import { Progress } from "../report/progress.ts";
-import { predictBaseline, trainBaseline } from "./baseline.ts";
+import { type BaselineEarlyStopping, predictBaseline, trainBaseline } from "./baseline.ts";
 import { type HeadReport, type HeadTrainingOptions, type Labelled, predictHeads, trainHead } from "./heads.ts";
 import {
   ajiBinary,
@@ -45,8 +45,14 @@ export interface SupervisedOptions {
   unet: Partial<UNetConfig> & { imageSize: number };
   loss: "ce" | "dice+ce";
   lr: number;
-  /** Training steps (default: the heads' mean number of steps). */
+  /**
+   * Training steps (default: the heads' mean number of steps); the most steps with `earlyStopping`,
+   * which a comparison with the heads should use (trained to convergence, not to the heads' budget).
+   */
   steps?: number;
+  /** Random flips and 90° turns of the labelled crops. */
+  augment?: boolean;
+  earlyStopping?: BaselineEarlyStopping;
 }
 
 /** One method's scores on a binary task, each mean ± std over its runs (null when not defined). */
@@ -86,14 +92,20 @@ export type MedicalResult =
   & ResultCommon
   & ({ binary: true; results: BinaryResults } | { binary: false; results: MulticlassResults });
 
-interface ImageScores {
+/** One prediction's scores on one image (fractions in [0, 1]); ajiInstance null without instances. */
+export interface ImageScores {
   dice: number;
   iou: number;
   ajiBinary: number;
   ajiInstance: number | null;
 }
 
-function binaryScores(pred: Uint8Array, ex: Labelled): ImageScores {
+/**
+ * Binary scores of a class map against a labelled image (label > 0 is foreground, 255 background):
+ * Dice, IoU, the authors' binary AJI and, where the image has instances, the challenge's instance
+ * AJI with the prediction's 4-connected components as its instances.
+ */
+export function binaryScores(pred: Uint8Array, ex: Labelled): ImageScores {
   const target = Uint8Array.from(ex.label, (v) => (v === 255 ? 0 : v > 0 ? 1 : 0));
   const p = Uint8Array.from(pred, (v) => (v > 0 ? 1 : 0));
   let ajiI: number | null = null;
@@ -103,8 +115,8 @@ function binaryScores(pred: Uint8Array, ex: Labelled): ImageScores {
 
 const mean = (xs: number[]) => xs.reduce((s, x) => s + x, 0) / Math.max(1, xs.length);
 
-/** Per-image scores of each run → each metric's mean ± std over the runs. */
-function summarize(scores: ImageScores[][]): BinarySummary {
+/** Per-image scores of each run → each metric's mean ± std over the runs (of the runs' per-image means). */
+export function summarize(scores: ImageScores[][]): BinarySummary {
   const perRun = scores.map((s) => ({
     dice: mean(s.map((x) => x.dice)),
     iou: mean(s.map((x) => x.iou)),
@@ -163,8 +175,9 @@ export async function runMedicalProtocol(
         loss: opts.baseline.loss,
         seed: headOpts.seed,
         device,
+        augment: opts.baseline.augment,
+        earlyStopping: opts.baseline.earlyStopping,
       }),
-      steps,
     };
   }
 
