@@ -45,13 +45,21 @@ export {
   type MeanStd,
   meanStd,
 } from "../src/segment/metrics.ts";
-export { type BaselineOptions, predictBaseline, trainBaseline } from "../src/segment/baseline.ts";
+export {
+  type BaselineCheck,
+  type BaselineEarlyStopping,
+  type BaselineOptions,
+  type BaselineResult,
+  predictBaseline,
+  trainBaseline,
+} from "../src/segment/baseline.ts";
 export {
   type BinaryResults,
   type BinarySummary,
   type MedicalProtocolOptions,
   type MedicalResult,
   type MulticlassResults,
+  type MedicalRunRecord,
   runMedicalProtocol,
   type SupervisedOptions,
 } from "../src/segment/medical.ts";

@@ -7,12 +7,11 @@ import { noGrad } from "../autograd.ts";
 import { full } from "../create.ts";
 import { Rng } from "../data/rng.ts";
 import type { Device } from "../device.ts";
-import type { FloatDType } from "../dtype.ts";
 import { crossEntropy } from "../functional.ts";
 import { AdamW } from "../optim.ts";
 import { manualSeed } from "../random.ts";
 import { keep, tidy } from "../scope.ts";
-import type { Tensor } from "../tensor.ts";
+import type { FloatTensor, Tensor } from "../tensor.ts";
 import type { UNetConfig } from "../models/unet/config.ts";
 import { UNet } from "../models/unet/unet.ts";
 import { rootBuilder } from "../nn/module.ts";
@@ -20,8 +19,6 @@ import { classMap, type CropSpec, cropTensors, imageTensor, type Labelled, sampl
 import { Plateau } from "./plateau.ts";
 import { type SlidingOptions, slidingWindow, windowStarts } from "./sliding.ts";
 import type { Image } from "../data/image.ts";
-
-type FloatTensor = Tensor<FloatDType, Device>;
 
 /** When the supervised UNet stops before `steps`. */
 export interface BaselineEarlyStopping {
@@ -41,19 +38,29 @@ export interface BaselineEarlyStopping {
   heldOutFraction?: number;
 }
 
+/** How `trainBaseline` trains the supervised UNet from scratch. */
 export interface BaselineOptions {
+  /** The UNet's architecture; imageSize is replaced by `crop`, outChannels by `classes`, learnSigma by false. */
   unet: Partial<UNetConfig> & { imageSize: number };
+  /** Number of classes K (the UNet's output channels); labels are 0..K-1 or 255 (ignored). */
   classes: number;
+  /** Side of the square training crops in pixels. */
   crop: number;
+  /** Crops per step. */
   batch: number;
   /** Training steps: exactly this many without early stopping, at most this many with it. */
   steps: number;
+  /** AdamW's learning rate (no weight decay). */
   lr: number;
+  /** Cross-entropy alone, or plus the soft Dice loss over the foreground classes. */
   loss: "ce" | "dice+ce";
+  /** Seeds the initial weights and the crop stream. */
   seed: number;
+  /** Where the UNet and the crops live. */
   device: Device;
   /** Random flips and 90° turns of every crop with its label (default false). */
   augment?: boolean;
+  /** Stop once the monitored loss stops falling; without it, train exactly `steps` steps. */
   earlyStopping?: BaselineEarlyStopping;
   /** Stops after this many seconds of training, whatever else says (a guard for time-boxed runs). */
   timeLimitSeconds?: number;
@@ -61,14 +68,19 @@ export interface BaselineOptions {
 
 /** One check of the monitored loss. */
 export interface BaselineCheck {
+  /** Steps taken when the check was made. */
   step: number;
   /** Mean training loss since the previous check. */
   trainLoss: number;
+  /** Mean loss over the held-out crops, with held-out monitoring only. */
   heldOutLoss?: number;
 }
 
+/** What `trainBaseline` returns. */
 export interface BaselineResult {
+  /** The trained UNet, in eval mode, with the weights of `bestStep`. */
   model: UNet;
+  /** Wall time of the training, seconds. */
   seconds: number;
   /** The last step's training loss. */
   finalLoss: number;
@@ -78,6 +90,7 @@ export interface BaselineResult {
   stoppedBy: "steps" | "plateau" | "time";
   /** The step whose weights are returned (the best check with held-out monitoring, else the last). */
   bestStep: number;
+  /** Every check of the monitored loss, in order (empty without early stopping). */
   history: BaselineCheck[];
 }
 

@@ -1,13 +1,10 @@
 // The per-pixel MLP head of ddpm-segmentation and MDM (ddpm-segmentation's pixel_classifier).
 import type { Device } from "../device.ts";
-import type { FloatDType } from "../dtype.ts";
 import { tidy } from "../scope.ts";
-import type { Tensor } from "../tensor.ts";
+import type { FloatTensor } from "../tensor.ts";
 import { normal, zerosInit } from "../nn/init.ts";
 import { BatchNorm1d, Linear } from "../nn/layers.ts";
 import { Module, rootBuilder } from "../nn/module.ts";
-
-type Activations = Tensor<FloatDType, Device>;
 
 /**
  * Linear(D, h1), ReLU, BatchNorm1d, Linear(h1, h2), ReLU, BatchNorm1d, Linear(h2, K), with
@@ -15,9 +12,15 @@ type Activations = Tensor<FloatDType, Device>;
  * biases 0. Keys as in the reference's nn.Sequential: layers.0, layers.2, ...
  */
 export class PixelClassifier extends Module {
+  /** The three linear layers, input to output (keys layers.0, layers.3, layers.6). */
   readonly fc: [Linear, Linear, Linear];
+  /** The batch norms after the first two linear layers (keys layers.2, layers.5). */
   readonly bn: [BatchNorm1d, BatchNorm1d];
 
+  /**
+   * A fresh head for `inFeatures` feature channels D and `classes` classes K, its weights drawn
+   * from the global generator, on `opts.device` (the default device when omitted).
+   */
   constructor(readonly inFeatures: number, readonly classes: number, opts: { device?: Device } = {}) {
     const vb = rootBuilder({ device: opts.device });
     super(vb);
@@ -32,8 +35,8 @@ export class PixelClassifier extends Module {
     this.bn = [new BatchNorm1d(seq.pp(2), h1), new BatchNorm1d(seq.pp(5), h2)];
   }
 
-  // pixels [N, D] -> logits [N, K]
-  forward(x: Activations): Activations {
+  /** Class logits [N, K] of pixel features [N, D] (one row per pixel). */
+  forward(x: FloatTensor): FloatTensor {
     return tidy(() => {
       const h = this.bn[0].forward(this.fc[0].forward(x).relu());
       return this.fc[2].forward(this.bn[1].forward(this.fc[1].forward(h).relu()));

@@ -6,25 +6,26 @@ import { randperm, tensor } from "../create.ts";
 import type { SegSplit } from "../data/datasets/dataset.ts";
 import type { Image } from "../data/image.ts";
 import type { Device } from "../device.ts";
-import type { FloatDType } from "../dtype.ts";
 import { cat, crossEntropy, stack } from "../functional.ts";
 import { Adam } from "../optim.ts";
 import { Generator, manualSeed } from "../random.ts";
 import { keep, tidy } from "../scope.ts";
-import type { Tensor } from "../tensor.ts";
+import type { FloatTensor, Tensor } from "../tensor.ts";
 import type { UNet } from "../models/unet/unet.ts";
 import { PixelClassifier } from "./classifier.ts";
 import { decoderFeatures, type FeatureOptions } from "./features.ts";
 import { imageTensor, type Labelled } from "./heads.ts";
 import { MeanIoU, type MeanStd, meanStd } from "./metrics.ts";
 
-type FloatTensor = Tensor<FloatDType, Device>;
-
+/** The faces protocol's settings (ddpm-segmentation's, values in parentheses). */
 export interface FacesOptions {
+  /** Number of classes K; labels are 0..K-1 or 255 (ignored). */
   classes: number;
   /** Pixels per step (64). */
   batch: number;
+  /** Adam's learning rate. */
   lr: number;
+  /** Most passes over the pixels. */
   maxEpochs: number;
   /** Early stopping starts after this epoch (3) ... */
   checkAfterEpoch: number;
@@ -34,7 +35,9 @@ export interface FacesOptions {
   minClassPixels: number;
   /** Storage dtype of the in-memory pixel features: float16 halves the memory. */
   storage: "float32" | "float16";
+  /** The decoder features of every pixel (computed once per image, whole images). */
   features: FeatureOptions;
+  /** Where the UNet, the pixels and the heads live. */
   device: Device;
 }
 
@@ -45,7 +48,10 @@ export function dropSmallClasses(label: Uint8Array, classes: number, minPixels: 
   return label.map((v) => (v !== 255 && v < classes && counts[v] > 0 && counts[v] < minPixels ? 255 : v));
 }
 
-/** Every labelled pixel's features [N, D] (in the storage dtype) and class [N]. */
+/**
+ * Every labelled pixel's features `x` [N, D] (in the storage dtype) and class `y` [N] int64, over
+ * the images of `data` in order; pixels labelled 255, or of a class too small in their image, are left out.
+ */
 export function collectPixels(
   model: UNet,
   data: readonly Labelled[],
@@ -72,7 +78,12 @@ export function collectPixels(
   );
 }
 
-/** Trains one head on the in-memory pixels; `seed` fixes its initialisation and batch order. */
+/**
+ * Trains one head on the in-memory pixels `x` [N, D] and classes `y` [N] (from `collectPixels`);
+ * `seed` fixes its initialisation and batch order. Returns the head in eval mode, the epochs
+ * started and the steps taken.
+ * @throws RangeError when there are fewer pixels than one batch.
+ */
 export function trainFacesHead(
   x: FloatTensor,
   y: Tensor<"int64", Device>,
@@ -133,11 +144,15 @@ export function predictFaces(
 export interface FacesResult {
   /** Names of the labelled training images. */
   labelledImages: string[];
-  /** Labelled pixels held in memory and their feature channels. */
+  /** Labelled pixels held in memory. */
   pixels: number;
+  /** Feature channels D of each pixel. */
   channels: number;
+  /** Number of test images scored. */
   testImages: number;
+  /** The seeds run, in order. */
   seeds: number[];
+  /** Dataset-level mIoU of the heads' vote, mean ± std over the seeds, and each seed's in `perSeed`. */
   mIoU: MeanStd & { perSeed: number[] };
   /** Wall time from collecting the pixels to the last vote. */
   seconds: number;

@@ -3,19 +3,20 @@
 // and concatenate along channels.
 import { noGrad } from "../autograd.ts";
 import { full, randn } from "../create.ts";
-import type { Device } from "../device.ts";
-import type { FloatDType } from "../dtype.ts";
 import { cat, interpolate } from "../functional.ts";
 import type { Generator } from "../random.ts";
 import { tidy } from "../scope.ts";
-import type { Tensor } from "../tensor.ts";
+import type { FloatTensor } from "../tensor.ts";
 import type { UNet } from "../models/unet/unet.ts";
 import { Diffusion } from "../mdm/ddpm.ts";
 import { maskPatches } from "../mdm/mask.ts";
 
-type FloatTensor = Tensor<FloatDType, Device>;
-
+/** How `decoderFeatures` corrupts the images and which decoder outputs it keeps. */
 export interface FeatureOptions {
+  /**
+   * The pre-training corruption applied before the UNet: "mdm" masks patches (`maskPatches`) at
+   * a ratio set by t, "ddpm" adds Gaussian noise at timestep t (q_sample).
+   */
   method: "mdm" | "ddpm";
   /** Decoder blocks (indices into output_blocks), e.g. [8, 9, 10, 11, 12] for the medical model. */
   blocks: readonly number[];
@@ -27,9 +28,13 @@ export interface FeatureOptions {
   generator?: Generator;
   /** DDPM: the one noise image shared by every input, [1, C, H, W] (ddpm-segmentation seeds it once). */
   noise?: FloatTensor;
+  /** MDM: side of the masked patches in pixels (default 8). */
   patchSize?: number;
+  /** Number of diffusion steps T the timesteps refer to (default 1000): MDM's mask ratio t/T, DDPM's schedule length. */
   diffusionSteps?: number;
+  /** MDM: how t sets the mask ratio, "release" t / T (default) or "paper" t / (T + 1); see `maskPatches`. */
   maskRatio?: "release" | "paper";
+  /** DDPM: the noise schedule (default "linear"). */
   schedule?: "linear" | "cosine";
 }
 
@@ -39,10 +44,12 @@ export function featureChannels(model: UNet, opts: Pick<FeatureOptions, "blocks"
 }
 
 /**
- * Features of a batch of images, computed without gradients. The order of the channels is
- * ddpm-segmentation's: timestep-major, then the blocks in the order given.
+ * Features of a batch of images, computed without gradients: images [B, 3, H, W] in [-1, 1] →
+ * features [B, D, H, W] float32 with D = `featureChannels(model, opts)`, each decoder block's output
+ * upsampled bilinearly to H×W. The order of the channels is ddpm-segmentation's: timestep-major,
+ * then the blocks in the order given.
+ * @throws RangeError for a block index that is not one of the model's decoder blocks.
  */
-// images [B, 3, H, W] in [-1, 1] -> [B, D, H, W] float32, D = featureChannels(model, opts)
 export function decoderFeatures(model: UNet, images: FloatTensor, opts: FeatureOptions): FloatTensor {
   const [b, , h, w] = images.shape;
   const diffusion = opts.method === "ddpm"
@@ -97,6 +104,7 @@ export interface PixelFeatures {
   readonly channels: number;
   /** What the features are, for reports (e.g. "decoder blocks 3,4,5 at t=50"). */
   readonly description: string;
+  /** Features [B, D, S, S] float32 of crops [B, 3, S, S] in [-1, 1]; `generator` draws the random parts. */
   extract(images: FloatTensor, generator?: Generator): FloatTensor;
 }
 

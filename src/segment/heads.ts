@@ -6,12 +6,11 @@ import { randperm, tensor } from "../create.ts";
 import type { Image } from "../data/image.ts";
 import { Rng } from "../data/rng.ts";
 import type { Device } from "../device.ts";
-import type { FloatDType } from "../dtype.ts";
 import { crossEntropy, interpolate } from "../functional.ts";
 import { Adam } from "../optim.ts";
 import { Generator, manualSeed } from "../random.ts";
 import { tidy } from "../scope.ts";
-import type { Tensor } from "../tensor.ts";
+import type { FloatTensor, Tensor } from "../tensor.ts";
 import type { UNet } from "../models/unet/unet.ts";
 import { PixelClassifier } from "./classifier.ts";
 import {
@@ -24,35 +23,51 @@ import {
 import { Plateau } from "./plateau.ts";
 import { type SlidingOptions, slidingWindow } from "./sliding.ts";
 
-type FloatTensor = Tensor<FloatDType, Device>;
-
 /** An image with its per-pixel class labels (255 = ignore) and, where known, its instances. */
 export interface Labelled {
+  /** Identifies the image in reports and error messages (e.g. its file name). */
   name: string;
+  /** The RGB image (3 channels). */
   image: Image;
+  /** One class id per pixel, width × height row-major; 255 marks pixels no loss or metric counts. */
   label: Uint8Array;
+  /** Instance ids per pixel, row-major (0 background, each instance its own id), for instance AJI. */
   instances?: Int32Array;
 }
 
+/** How `trainHead` trains one pixel head (the medical protocol's settings, Appendix A.2). */
 export interface HeadTrainingOptions {
+  /** Number of classes K; labels are 0..K-1 or 255 (ignored). */
   classes: number;
+  /** Side of the square training crops in pixels (also the evaluation window). */
   crop: number;
   /** Crops per step (all their pixels form one batch). */
   batch: number;
+  /** Adam's learning rate. */
   lr: number;
   /** Early stopping: train at least minEpochs, stop once the epoch loss has not improved for `patience` epochs. */
   minEpochs: number;
+  /** Most epochs; an epoch is ceil(images / batch) steps. */
   maxEpochs: number;
+  /** Epochs without a lower epoch loss after which training stops (once past `minEpochs`). */
   patience: number;
+  /** Base seed: head h uses seed·1009 + h for its weights, crops and masks. */
   seed: number;
+  /** The decoder features the head reads (the mask generator is the head's own, seeded). */
   features: Omit<FeatureOptions, "generator">;
+  /** Where the UNet, the head and the crops live. */
   device: Device;
 }
 
+/** How one head's training went. */
 export interface HeadReport {
+  /** Epochs trained (early stopping may end before `maxEpochs`). */
   epochs: number;
+  /** Optimizer steps taken. */
   steps: number;
+  /** Mean cross-entropy of the last epoch (NaN if none ran). */
   finalLoss: number;
+  /** Wall time of the training in seconds (heads trained together: from the start to the head's last epoch). */
   seconds: number;
 }
 
@@ -119,10 +134,12 @@ export function cropTensors(
 }
 
 /**
- * Crops [B, 3, S, S] in [-1, 1] and their labels [B·S·S] from a seeded stream of random crops.
+ * `batch` crops [B, 3, S, S] in [-1, 1] (S = `crop`) and their labels [B·S·S] int64, on `device`,
+ * each from a random image of `data` at a random position drawn from `rng`.
  * With `augment`, each crop (and its label) is also turned by a random multiple of 90° and mirrored
  * with probability 1/2 (the 8 symmetries of the square, equally likely), as a user adds to a
  * supervised training; without it the stream of crops is the same as before the option existed.
+ * @throws RangeError when a drawn image is smaller than the crop.
  */
 export function sampleCrops(
   data: readonly Labelled[],

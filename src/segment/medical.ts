@@ -20,6 +20,7 @@ import {
   meanStd,
 } from "./metrics.ts";
 
+/** How `runMedicalProtocol` trains, predicts and scores. */
 export interface MedicalProtocolOptions {
   /** Independently trained heads (seeded 0..heads-1 on top of `head.seed`). */
   heads: number;
@@ -41,9 +42,13 @@ export interface MedicalProtocolOptions {
   ) => Promise<void> | void;
 }
 
+/** The supervised UNet from scratch that the protocol trains beside the heads (see `trainBaseline`). */
 export interface SupervisedOptions {
+  /** The UNet's architecture; its image size, output channels and learnSigma are set from the task. */
   unet: Partial<UNetConfig> & { imageSize: number };
+  /** Cross-entropy alone, or plus the soft Dice loss over the foreground classes. */
   loss: "ce" | "dice+ce";
+  /** AdamW's learning rate (no weight decay). */
   lr: number;
   /**
    * Training steps (default: the heads' mean number of steps); the most steps with `earlyStopping`,
@@ -52,44 +57,64 @@ export interface SupervisedOptions {
   steps?: number;
   /** Random flips and 90° turns of the labelled crops. */
   augment?: boolean;
+  /** Stop once the monitored loss stops falling; without it, train exactly `steps` steps. */
   earlyStopping?: BaselineEarlyStopping;
 }
 
 /** One method's scores on a binary task, each mean ± std over its runs (null when not defined). */
 export interface BinarySummary {
+  /** Foreground Dice, averaged over the test images. */
   dice: MeanStd | null;
+  /** Foreground IoU, averaged over the test images. */
   iouPerImage: MeanStd | null;
+  /** IoU derived from each run's mean Dice as D / (2 − D) (`glasIoUFromDice`), as GlaS results report it. */
   glasIoUFromDice: MeanStd | null;
+  /** The authors' AJI on binary masks (equal to the foreground IoU; `ajiBinary`). */
   ajiBinaryAuthors: MeanStd | null;
+  /** The MoNuSeg challenge's instance AJI (`ajiInstance`); null unless every test image has instances. */
   ajiInstanceChallenge: MeanStd | null;
 }
 
 /** Scores of a binary task (two classes), with the trivial all-background/all-foreground Dice. */
 export interface BinaryResults {
+  /** The pixel heads, mean ± std over the heads. */
   mdmHeads: BinarySummary;
+  /** The supervised UNet (one run, so its std is NaN), or null when not trained. */
   supervisedUNet: BinarySummary | null;
+  /** Mean Dice of predicting background everywhere. */
   trivialAllBackground: { dice: number };
+  /** Mean Dice of predicting foreground everywhere. */
   trivialAllForeground: { dice: number };
 }
 
 /** Scores of a task with more than two classes: mIoU over the test split. */
 export interface MulticlassResults {
+  /** Each head's dataset-level mIoU (`MeanIoU`), mean ± std over the heads. */
   mdmHeads: { mIoU: MeanStd };
+  /** The supervised UNet's dataset-level mIoU, or null when not trained. */
   supervisedUNet: { mIoU: number } | null;
 }
 
-interface ResultCommon {
+/** What a `MedicalResult` reports whatever the number of classes. */
+export interface MedicalRunRecord {
   /** Names of the labelled training images. */
   labelledImages: string[];
+  /** Number of test images scored. */
   testImages: number;
+  /** Each head's training report, in head order. */
   heads: HeadReport[];
   /** The supervised UNet's steps and training time, when trained. */
   supervised: { steps: number; seconds: number } | null;
+  /** Wall times in seconds: training all heads, and predicting and scoring the test split. */
   timings: { headTrainingSeconds: number; testSeconds: number };
 }
 
+/**
+ * What `runMedicalProtocol` returns: the common report and, when the task has two classes
+ * (`binary: true`), the binary scores; otherwise the mIoU.
+ */
 export type MedicalResult =
-  & ResultCommon
+  & MedicalRunRecord
   & ({ binary: true; results: BinaryResults } | { binary: false; results: MulticlassResults });
 
 /** One prediction's scores on one image (fractions in [0, 1]); ajiInstance null without instances. */
@@ -211,7 +236,7 @@ export async function runMedicalProtocol(
   }
   const testSeconds = (performance.now() - tTest) / 1000;
 
-  const common: ResultCommon = {
+  const common: MedicalRunRecord = {
     labelledImages: train.map((x) => x.name),
     testImages: test.length,
     heads: headReports,

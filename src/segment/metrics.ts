@@ -125,7 +125,9 @@ export interface AjiDetail {
   intersection: number;
   /** U = Σ over GT nuclei of |G ∪ S*| (|G| when G overlaps nothing) + Σ over unused predictions of |S|. */
   union: number;
+  /** Ground-truth instances (distinct non-zero ids). */
   gtCount: number;
+  /** Predicted instances (distinct non-zero ids). */
   predCount: number;
   /** GT nuclei that overlap no predicted instance (missed). */
   gtUnmatched: number;
@@ -252,6 +254,7 @@ export function ajiInstance(predInstances: LabelMap, gtInstances: LabelMap): num
 export interface Components {
   /** Per pixel: 0 for background, 1..count for the component it belongs to. */
   labels: Int32Array;
+  /** Number of components. */
   count: number;
 }
 
@@ -365,13 +368,20 @@ export interface MeanIoUOptions {
  *   where both agree.
  */
 export class MeanIoU {
+  /** Number of classes; class ids are 0..classes-1. */
   readonly classes: number;
+  /** Per class: pixels of that class in both prediction and target, summed over the images. */
   readonly intersections: Float64Array;
+  /** Per class: pixels of that class in prediction or target (ignored targets left out), summed over the images. */
   readonly unions: Float64Array;
   readonly #ignore: number;
   readonly #absent: "zero" | "skip";
   #images = 0;
 
+  /**
+   * An empty accumulator for `classes` classes.
+   * @throws RangeError when `classes` is not a positive integer or `absent` is neither "zero" nor "skip".
+   */
   constructor(classes: number, opts: MeanIoUOptions = {}) {
     if (!Number.isInteger(classes) || classes < 1) throw new RangeError(`MeanIoU: classes must be ≥ 1, got ${classes}`);
     this.classes = classes;
@@ -418,6 +428,7 @@ export class MeanIoU {
     return n === 0 ? NaN : sum / n;
   }
 
+  /** Forgets every image added, as a fresh accumulator. */
   reset(): void {
     this.intersections.fill(0);
     this.unions.fill(0);
@@ -427,8 +438,11 @@ export class MeanIoU {
 
 /** Mean and standard deviation of a list of values (e.g. one metric over 10 runs). */
 export interface MeanStd {
+  /** Arithmetic mean (NaN for no values). */
   mean: number;
+  /** Standard deviation, sample or population as `meanStd` was asked (NaN for too few values). */
   std: number;
+  /** Number of values. */
   n: number;
 }
 

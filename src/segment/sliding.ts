@@ -3,17 +3,17 @@
 // (sigma = 0.125·window), summed and normalised; images smaller than a window are padded.
 import { tensor, zeros } from "../create.ts";
 import type { Device } from "../device.ts";
-import type { FloatDType } from "../dtype.ts";
 import { cat, pad } from "../functional.ts";
 import { keep, tidy } from "../scope.ts";
-import type { Tensor } from "../tensor.ts";
+import type { FloatTensor } from "../tensor.ts";
 
-type FloatTensor = Tensor<FloatDType, Device>;
-
+/** How `slidingWindow` tiles an image. */
 export interface SlidingOptions {
+  /** Window side in pixels (default 256); images smaller than a window are padded up to it. */
   window?: number;
+  /** Share of a window that neighbouring windows overlap, in [0, 1) (default 0.2). */
   overlap?: number;
-  /** Gaussian sigma as a fraction of the window. */
+  /** Gaussian sigma as a fraction of the window (default 0.125). */
   sigmaScale?: number;
   /**
    * Windows per `predict` call (4). Small batches already amortise per-call work; larger ones gain
@@ -31,7 +31,10 @@ export function windowStarts(size: number, window: number, stride: number): numb
   return starts;
 }
 
-/** The blending weights: a centred Gaussian with its maximum at 1. */
+/**
+ * The blending weights [1, 1, window, window] float32: a centred Gaussian with its maximum at 1 and
+ * sigma = `sigmaScale`·`window` pixels, on `device` (the default device when omitted).
+ */
 export function gaussianMap(window: number, sigmaScale = 0.125, device?: Device): FloatTensor {
   const sigma = sigmaScale * window, c = (window - 1) / 2;
   const g = new Float32Array(window * window);
@@ -42,10 +45,11 @@ export function gaussianMap(window: number, sigmaScale = 0.125, device?: Device)
 }
 
 /**
- * Runs `predict` on every window of an image and blends the logits. `predict` receives windows
- * [n, 3, w, w] and returns logits [n, K, w, w] (or several such, one per head).
+ * Runs `predict` on every window of an image [1, 3, H, W] and blends the logits. `predict` receives
+ * windows [n, 3, w, w] and returns logits [n, K, w, w] (or several such, one per head); the result
+ * is one blended logit map [1, K, H, W] per returned tensor, in the same order.
+ * @throws RangeError when `overlap` is outside [0, 1).
  */
-// image [1, 3, H, W] -> logits per head [1, K, H, W]
 export function slidingWindow(
   image: FloatTensor,
   predict: (windows: FloatTensor) => FloatTensor[],
