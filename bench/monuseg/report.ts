@@ -140,7 +140,8 @@ function protocol(r: ExperimentResult): string[] {
       `${p!.lossFirstTenth.toFixed(4)} → ${p!.lossLastTenth.toFixed(4)} (first → last tenth of the steps); ` +
       `${
         p!.reused
-          ? "weights reused from an earlier run"
+          ? `weights from an earlier run of this recipe (${r.settings.pretrained}), whose pre-training took ` +
+            `${minutes(p!.seconds)} min, ${p!.imagesPerSecond.toFixed(1)} crops/s`
           : `${minutes(p!.seconds)} min, ${p!.imagesPerSecond.toFixed(1)} crops/s`
       }. ` +
       `The raw (not averaged) weights are used, as the paper did for MoNuSeg.`
@@ -263,6 +264,8 @@ export async function writeMonusegReport(dir: string, r: ExperimentResult): Prom
 
   const title = r.split.evaluation === "test" ? "test split" : "validation (held-out training images)";
   const total = r.wallSeconds;
+  const reusedPretraining = Object.values(r.pretraining).filter((p) => p!.reused).map((p) => p!);
+  const fromScratch = total + reusedPretraining.reduce((t, p) => t + p.seconds, 0);
   const md = [
     `# MoNuSeg 2018: few-shot nuclei segmentation from masked-diffusion features (\`${r.recipe.scale}\` scale, ${title})`,
     "",
@@ -314,6 +317,16 @@ export async function writeMonusegReport(dir: string, r: ExperimentResult): Prom
       `| ${t.phase} | ${t.seconds.toFixed(1)} | ${minutes(t.seconds)} | ${t.cpuSeconds.toFixed(0)} |`
     ),
     `| **total (wall clock)** | ${total.toFixed(0)} | ${minutes(total)} | ${r.cpuSeconds.toFixed(0)} |`,
+    ...reusedPretraining.map((p) =>
+      `| pre-train ${p.method.toUpperCase()} in the earlier run (not in the total) | ${p.seconds.toFixed(1)} | ` +
+      `${minutes(p.seconds)} | |`
+    ),
+    ...(reusedPretraining.length
+      ? [
+        `| **the recipe from scratch (total + the earlier pre-training)** | ${fromScratch.toFixed(0)} | ` +
+        `${minutes(fromScratch)} | |`,
+      ]
+      : []),
     "",
     `${r.settings.threads} libtorch threads on ${r.settings.device}. The machine may have been shared with other ` +
       "jobs: the wall clock then grows with their load, the CPU time (this process's, all threads) much less; " +
