@@ -58,8 +58,8 @@ export {
   type BinarySummary,
   type MedicalProtocolOptions,
   type MedicalResult,
-  type MulticlassResults,
   type MedicalRunRecord,
+  type MulticlassResults,
   runMedicalProtocol,
   type SupervisedOptions,
 } from "../src/segment/medical.ts";
