@@ -65,9 +65,14 @@ async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
   }
 }
 
-/** Runs Python snippets (statements assigning `result`) in one process; fails on any case error. */
+/**
+ * Runs Python snippets (statements assigning `result`) in one process of the oracle Python (PIL,
+ * skimage, numpy: Debian's, whatever libtorch is under test); fails on any case error.
+ */
 async function py(cases: Record<string, string>): Promise<Record<string, RefValue>> {
-  const out = await torchRef(Object.fromEntries(Object.entries(cases).map(([k, code]) => [k, { code }])));
+  const out = await torchRef(Object.fromEntries(Object.entries(cases).map(([k, code]) => [k, { code }])), 1, {
+    oracle: true,
+  });
   for (const [k, v] of Object.entries(out)) {
     if (v !== null && typeof v === "object" && "error" in v) throw new Error(`python case ${k}: ${String(v.error)}`);
   }
