@@ -9,7 +9,7 @@ const USAGE = `Runs the MDM paper's MoNuSeg experiment end to end and writes a r
 
 usage: deno run -A bench/monuseg.ts --scale quick|cpu|gpu|paper [flags]
 
-Scales: quick (about 15 minutes on two CPU cores: a first look), cpu (about an hour on two cores: the
+Scales: quick (a first look: 10 minutes on two CPU cores), cpu (about an hour on two cores: the
 recipe whose report is in docs/monuseg/), gpu (one call of at most 8 minutes on one H200), paper (the
 paper's settings: hours on a GPU). The other flags override a scale's settings, e.g. for a smoke test
 of the gpu recipe's code path on a CPU: --scale gpu --device cpu --steps 2 --batch 2 --head-batch 2
