@@ -146,7 +146,9 @@ const SPEC = {
   baselineLoss: { type: "string", help: "the supervised UNet's loss", default: "ce", choices: ["ce", "dice+ce"] },
   baselineSteps: {
     type: "int",
-    help: "the supervised UNet's steps (default: the heads' mean)",
+    help: "the supervised UNet's most steps: it trains on flipped and turned crops until its training loss " +
+      "(mean of 25 steps) has not improved for 3 checks, not before step 150",
+    default: 600,
     min: 1,
     max: B.steps,
   },
@@ -487,7 +489,21 @@ async function main(argv: string[]): Promise<number> {
     heads: a.heads,
     head,
     baseline: a.baseline
-      ? { unet: pre.options.unet, loss: a.baselineLoss as "ce" | "dice+ce", lr: 1e-4, steps: a.baselineSteps }
+      ? {
+        unet: pre.options.unet,
+        loss: a.baselineLoss as "ce" | "dice+ce",
+        lr: 1e-4,
+        // Trained to convergence on its own schedule, as a user would train it: holding it to the
+        // heads' step count would flatter the heads.
+        steps: a.baselineSteps,
+        augment: true,
+        earlyStopping: {
+          monitor: "train-loss",
+          every: Math.min(25, a.baselineSteps),
+          patience: 3,
+          minSteps: Math.min(150, a.baselineSteps),
+        },
+      }
       : null,
     overlap: a.overlap,
     onTestImage: async (i, ex, preds, base) => {

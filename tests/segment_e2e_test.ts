@@ -43,7 +43,7 @@ Deno.test("pre-train, then few-shot segmentation: heads far above trivial predic
   const run = await ok("segment.ts", [
     ...["--checkpoint", CHECKPOINT, "--cache", CACHE, "--labels", "3", "--heads", "2", "--batch", "4"],
     ...["--min-epochs", "5", "--max-epochs", "10", "--patience", "3", "--overlays", "2", "--threads", "2"],
-    ...["--out", out],
+    ...["--baseline-steps", "60", "--out", out],
   ]);
 
   assert.match(run.stderr, /^synthetic: 16 training and 8 test images, 2 classes$/m, "the dataset's counts");
@@ -93,7 +93,8 @@ Deno.test("pre-train, then few-shot segmentation: heads far above trivial predic
   }
   assert.ok(r.supervisedUNet.dice.mean > 0, "the supervised UNet predicted some nuclei");
   assert.equal(report.supervised.loss, "ce");
-  assert.ok(report.supervised.steps >= 5, "the supervised UNet got the heads' mean number of steps");
+  // Checks every 25 steps with patience 3 cannot stop it before --baseline-steps 60: it runs to the cap.
+  assert.equal(report.supervised.steps, 60, "the supervised UNet trains up to --baseline-steps");
 
   // report.md: the table's header and one row per method, with report.json's numbers.
   const md = Deno.readTextFileSync(`${out}/report.md`);

@@ -188,7 +188,11 @@ export async function runMedicalProtocol(
   if (opts.baseline) {
     const steps = opts.baseline.steps ??
       Math.round(headReports.reduce((s, r) => s + r.steps, 0) / headReports.length);
-    console.error(`supervised UNet from scratch: ${steps} steps of ${headOpts.batch} crops`);
+    console.error(
+      `supervised UNet from scratch: ${
+        opts.baseline.earlyStopping ? "at most " : ""
+      }${steps} steps of ${headOpts.batch} crops`,
+    );
     baseline = {
       ...trainBaseline(train, {
         unet: opts.baseline.unet,
