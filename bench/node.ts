@@ -4,7 +4,7 @@
 //
 //   deno run -A bench/node.ts [--threads N]
 import { AdamW, F, liveTensors, manualSeed, ones, randint, randn, setNumThreads, tidy, UNet } from "../mod.ts";
-import { denoJson, flag, report } from "./util.ts";
+import { denoJson, flag, perCall, report } from "./util.ts";
 
 const CONFIG = {
   threads: Number(flag("threads") ?? 2),
@@ -13,17 +13,6 @@ const CONFIG = {
   batch: 4,
   unet: { imageSize: 32, modelChannels: 32, channelMult: [1, 2], attentionResolutions: [16], numResBlocks: 2 },
 };
-
-function perCall(fn: () => void, n: number, repeats = 5): number {
-  for (let i = 0; i < Math.max(1, n / 10); i++) fn();
-  let best = Infinity;
-  for (let r = 0; r < repeats; r++) {
-    const t0 = performance.now();
-    for (let i = 0; i < n; i++) fn();
-    best = Math.min(best, (performance.now() - t0) / n);
-  }
-  return best;
-}
 
 function child(): void {
   setNumThreads(CONFIG.threads);

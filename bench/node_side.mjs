@@ -8,6 +8,7 @@ const { AdamW, F, liveTensors, manualSeed, ones, randint, randn, setNumThreads, 
 const { UNet } = await import(new URL("../build/npm/package/dist/api/unet.js", import.meta.url).href);
 const cfg = JSON.parse(process.argv[2]);
 
+// bench/util.ts's perCall, written again: this file runs under Node, which cannot import TypeScript.
 function perCall(fn, n, repeats = 5) {
   for (let i = 0; i < Math.max(1, n / 10); i++) fn();
   let best = Infinity;

@@ -6,21 +6,10 @@
 // "dispatch" is the time a binding adds to a tiny add on top of libtorch's own cost, which a C++
 // loop over at::add measures (bench/add_floor.cpp, compiled on first use).
 import { F, manualSeed, ones, randn, setNumThreads, tidy } from "../mod.ts";
-import { libtorchFlags, pythonJson, report } from "./util.ts";
+import { libtorchFlags, perCall, pythonJson, report } from "./util.ts";
 
 const threads = Number(Deno.args[Deno.args.indexOf("--threads") + 1] || 2);
 const ADD_N = 200_000, CONV_N = 20;
-
-function perCall(fn: () => void, n: number, repeats = 5): number {
-  for (let i = 0; i < Math.max(1, n / 10); i++) fn();
-  let best = Infinity;
-  for (let r = 0; r < repeats; r++) {
-    const t0 = performance.now();
-    for (let i = 0; i < n; i++) fn();
-    best = Math.min(best, (performance.now() - t0) / n);
-  }
-  return best; // milliseconds
-}
 
 async function cppFloor(): Promise<number> {
   const { includes, libs, tag } = libtorchFlags();

@@ -203,6 +203,21 @@ export const PRETRAIN_SPEC = {
 
 export type PretrainArgs = Parsed<typeof PRETRAIN_SPEC>;
 
+/** The flags that override the preset's UNet config, under the config's own names. */
+const UNET_FLAGS = [
+  "modelChannels",
+  "numResBlocks",
+  "channelMult",
+  "attentionResolutions",
+  "numHeads",
+  "numHeadChannels",
+  "dropout",
+  "resblockUpdown",
+  "useScaleShiftNorm",
+  "useNewAttentionOrder",
+  "torsoDtype",
+] as const satisfies readonly (keyof typeof PRETRAIN_SPEC)[];
+
 /**
  * Merges the preset with the flags given, and validates what the flags alone cannot. With
  * `worldSize` processes (data parallel), --batch is the global batch: it must split into whole
@@ -213,20 +228,7 @@ export function pretrainOptionsFrom(a: PretrainArgs, worldSize = 1): PretrainOpt
   const p = PRESETS[a.preset];
   const device = deviceArg(a.device);
   const unet: Partial<UNetConfig> & { imageSize: number } = { ...p.unet, imageSize: a.crop ?? p.unet.imageSize };
-  const keys = [
-    "modelChannels",
-    "numResBlocks",
-    "channelMult",
-    "attentionResolutions",
-    "numHeads",
-    "numHeadChannels",
-    "dropout",
-    "resblockUpdown",
-    "useScaleShiftNorm",
-    "useNewAttentionOrder",
-    "torsoDtype",
-  ] as const;
-  for (const k of keys) if (a[k] !== undefined) (unet as Record<string, unknown>)[k] = a[k];
+  for (const k of UNET_FLAGS) if (a[k] !== undefined) (unet as Record<string, unknown>)[k] = a[k];
   const method = a.method as "mdm" | "ddpm";
   const batch = a.batch ?? p.batch;
   if (batch % worldSize !== 0) {
@@ -310,17 +312,7 @@ const RUN_SHAPING = [
   "maskRatio",
   "schedule",
   "ddpmTarget",
-  "modelChannels",
-  "numResBlocks",
-  "channelMult",
-  "attentionResolutions",
-  "numHeads",
-  "numHeadChannels",
-  "dropout",
-  "resblockUpdown",
-  "useScaleShiftNorm",
-  "useNewAttentionOrder",
-  "torsoDtype",
+  ...UNET_FLAGS,
 ] as const satisfies readonly (keyof typeof PRETRAIN_SPEC)[];
 
 /** The run-shaping flags (see RUN_SHAPING) given in `argv`, as written there (`--lr`). */

@@ -327,22 +327,15 @@ export function classMap(logits: FloatTensor, size?: [number, number]): Uint8Arr
   });
 }
 
-/** How `trainHeadGroup` trains its heads (the medical protocol's settings, Appendix A.2). */
-export interface HeadGroupOptions {
-  classes: number;
-  /** Crop side, pixels. */
-  crop: number;
-  /** Crops per step; all their pixels (or `pixelFraction` of them) form one batch. */
-  batch: number;
-  lr: number;
-  /** Early stopping per head: at least minEpochs, then stop once the epoch loss has not improved for `patience` epochs. */
-  minEpochs: number;
-  maxEpochs: number;
-  patience: number;
+/**
+ * How `trainHeadGroup` trains its heads: `trainHead`'s settings (the medical protocol's, Appendix
+ * A.2) without the feature options, which the `PixelFeatures` source holds.
+ */
+export interface HeadGroupOptions extends Omit<HeadTrainingOptions, "features" | "seed"> {
   /** Heads trained together on the same crops. */
   heads: number;
+  /** Seed of the crops and masks; head h's initial weights use seed·1009 + h. */
   seed: number;
-  device: Device;
   /**
    * Steps in an epoch. Default ceil(images / batch): one pass of a data loader that yields one
    * random crop per labelled image, as the authors' loader does (1 step for 3 images, 2 for 30).
