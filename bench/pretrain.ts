@@ -4,7 +4,7 @@
 // authors' per-sample style. All three train on the synthetic dataset's PNGs.
 //
 //   deno run -A bench/pretrain.ts [--threads N] [--only small|medium|gd-small|paper] [--rounds R]
-//                                 [--cache DIR] [--device cpu|cuda]
+//                                 [--cache DIR] [--device cpu|cuda] [--channels-last]
 //
 // Each round runs every side once in its own process (warm-up, then best of `repeats` timed runs
 // of `steps` steps); sides alternate within a round so that a noisy neighbour hits all of them,
@@ -20,6 +20,8 @@ const threads = Number(flag("threads") ?? 2);
 const rounds = Number(flag("rounds") ?? 2);
 const cache = flag("cache") ?? ".cache/synthetic";
 const device = (flag("device") ?? "cpu") as Device;
+// mdm's UNet on channels-last activations and weights (PyTorch's side stays NCHW, as a user runs it).
+const channelsLast = Deno.args.includes("--channels-last");
 const EMA_RATE = 0.9999;
 
 // UNet settings beyond these are mdm's defaults (numHeads 4, scale-shift norm on, no
@@ -83,7 +85,17 @@ async function imagePaths(): Promise<string[]> {
 async function mdmSide(name: Name): Promise<{ step_ms: number; loss: number }> {
   return await denoJson(
     new URL(import.meta.url).pathname,
-    ["--child", name, "--threads", String(threads), "--cache", cache, "--device", device],
+    [
+      "--child",
+      name,
+      "--threads",
+      String(threads),
+      "--cache",
+      cache,
+      "--device",
+      device,
+      ...(channelsLast ? ["--channels-last"] : []),
+    ],
     `mdm side of ${name}`,
   );
 }
@@ -96,7 +108,7 @@ async function child(name: Name) {
   const loader = new RandomCropLoader(images, { cropSize: c.unet.imageSize, seed: 0 });
   const trainer = new Pretrainer({
     ...PRETRAIN_DEFAULTS,
-    unet: c.unet,
+    unet: { ...c.unet, channelsLast },
     batch: c.batch,
     microBatch: c.batch,
     emaRate: EMA_RATE,
@@ -156,8 +168,8 @@ if (Deno.args.includes("--child")) {
       best.batched = Math.min(best.batched, b.step_ms);
       best.loop = Math.min(best.loop, l.step_ms);
     }
-    const title =
-      `MDM pre-training step, ${name} (crop ${c.unet.imageSize}, batch ${c.batch}, ${device}, threads=${threads})`;
+    const title = `MDM pre-training step, ${name} (crop ${c.unet.imageSize}, batch ${c.batch}, ${device}, ` +
+      `threads=${threads}${channelsLast ? ", mdm channels-last" : ""})`;
     report(`${title}: time, ratio = mdm / PyTorch (below 1: mdm is faster)`, [
       ["ms per step vs batched PyTorch", best.mdm, best.batched],
       ["ms per step vs per-sample-loop PyTorch", best.mdm, best.loop],

@@ -226,6 +226,23 @@ for (const [name, { cfg, capture }] of Object.entries(CASES)) {
       assertScaled(ours.xGrad, fromTs.x_grad, GRAD, "gradient of x");
     });
 
+    await t.step("channels-last activations and weights give the port's output, features and gradients", () => {
+      const cl = newUNet({ ...cfg, channelsLast: true }).eval();
+      cl.loadStateDict(fromPy.stateDict());
+      const ours = forwardBackward(cl, x, steps, target, capture);
+      assert.ok(ours.features.every((f) => f.isMemoryFormat("channelsLast")), "features are not channels-last");
+      assertScaled(ours.output, py.out, FORWARD, "output");
+      assertScaled(ours.loss, py.loss, FORWARD, "loss");
+      ours.features.forEach((f, i) => assertScaled(f, (py.features as RefValue[])[i], FORWARD, `feature ${i}`));
+      const grads = py.grads as Record<string, RefValue>;
+      const zero = ZERO_GRAD * Math.max(...Object.values(grads).map((g) => maxAbs(refTensor(g))));
+      for (const [k, g] of ours.grads) {
+        const r = refTensor(grads[k], k);
+        if (maxAbs(r) >= zero) assertScaled(g, r, GRAD, `gradient of ${k}`);
+      }
+      assertScaled(ours.xGrad, py.x_grad, GRAD, "gradient of x");
+    });
+
     await t.step("the bfloat16 torso runs and stays close to float32 and to the port's bfloat16 torso", () => {
       const bf = newUNet({ ...cfg, torsoDtype: "bfloat16" }).eval();
       bf.loadStateDict(fromPy.stateDict());
