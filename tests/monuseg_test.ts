@@ -22,6 +22,7 @@ Deno.test({
       ...["--scale", "quick", "--data", DATA, "--out", out, "--threads", "2"],
       ...["--downscale", "4", "--steps", "2", "--heads", "1", "--max-epochs", "1", "--seeds", "1"],
       ...["--supervised-steps", "2", "--labels", "1,3", "--eval-images", "1", "--overlays", "1"],
+      ...["--blocks", "3,4,5", "--mdm-t", "0", "--ddpm-blocks", "3,4"],
     ]);
     assert.match(run.stdout, /report: .*report\.md/);
     // The pre-training saw the 30 + 14 images, not the 30 masks beside them.
@@ -51,7 +52,10 @@ Deno.test({
       else assert.equal(r.heads.reports[0].epochs, 1);
     }
     assert.deepEqual(report.featureChannels.rgb, 3);
-    assert.equal(report.featureChannels.ddpm, 3 * report.featureChannels.mdm, "three DDPM timesteps");
+    // The CPU UNet's decoder blocks 3, 4 and 5 have 64 channels each: MDM reads 3 of them at one
+    // timestep, DDPM its own 2 at three timesteps.
+    assert.equal(report.featureChannels.mdm, 3 * 64);
+    assert.equal(report.featureChannels.ddpm, 3 * 2 * 64);
     const phases = report.timings.map((t: { phase: string }) => t.phase);
     for (const p of ["pre-train MDM", "pre-train DDPM", "evaluate MDM heads", "score predictions"]) {
       assert.ok(phases.includes(p), `no timing for ${p}: ${phases}`);
@@ -68,6 +72,8 @@ Deno.test({
         "## Timings",
         "**total (wall clock)**",
         "## Overlays",
+        "decoder blocks 3, 4, 5 (192 numbers per pixel) of the image as it is (t = 0)",
+        "features of decoder blocks 3, 4 at noise levels t = 50, 150, 250 concatenated (384 numbers per pixel)",
       ]
     ) assert.ok(md.includes(text), `report.md lacks ${JSON.stringify(text)}`);
     assert.match(md, /- MDM (is|is not) ahead of DDPM: Dice/);

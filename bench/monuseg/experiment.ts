@@ -184,7 +184,7 @@ export async function runExperiment(s: RunSettings): Promise<ExperimentResult> {
   const decoder = (model: UNet, method: "mdm" | "ddpm"): PixelFeatures => {
     const opts: Omit<FeatureOptions, "generator"> = {
       method,
-      blocks: recipe.features.blocks,
+      blocks: method === "ddpm" ? recipe.features.ddpmBlocks ?? recipe.features.blocks : recipe.features.blocks,
       timesteps: method === "mdm" ? recipe.features.mdmTimesteps : recipe.features.ddpmTimesteps,
       l2Normalize: true,
       noise: method === "ddpm" ? ddpmNoise : undefined,
@@ -198,7 +198,7 @@ export async function runExperiment(s: RunSettings): Promise<ExperimentResult> {
   const sources: Partial<Record<FeatureKind, PixelFeatures>> = {};
   if (needs("mdm")) sources.mdm = decoder(models.mdm!, "mdm");
   if (needs("ddpm")) sources.ddpm = decoder(models.ddpm!, "ddpm");
-  // The untrained UNet read exactly as MDM's: same blocks, same 5% mask at t = 50.
+  // The untrained UNet read exactly as MDM's: same blocks, same timesteps.
   if (needs("random")) sources.random = decoder(models.random!, "mdm");
   if (needs("rgb")) sources.rgb = rgbPixelFeatures();
 

@@ -41,8 +41,10 @@ const SPEC = {
   },
   steps: { type: "int", help: "pre-training steps of each method", min: 1 },
   batch: { type: "int", help: "pre-training crops per step (and per forward pass)", min: 1 },
-  blocks: { type: "ints", help: "decoder blocks read for the features", min: 0 },
+  blocks: { type: "ints", help: "decoder blocks read for the MDM and untrained-UNet features", min: 0 },
+  ddpmBlocks: { type: "ints", help: "decoder blocks read for the DDPM features (default: the scale's)", min: 0 },
   mdmT: { type: "ints", help: "MDM feature timesteps", min: 0, max: 999 },
+  ddpmT: { type: "ints", help: "DDPM feature timesteps", min: 0, max: 999 },
   heads: { type: "int", help: "heads per feature type and label count", min: 1 },
   headBatch: { type: "int", help: "crops per head training step", min: 1 },
   maxEpochs: { type: "int", help: "head epochs at most (min epochs and patience shrink to fit)", min: 1 },
@@ -73,7 +75,9 @@ export async function main(argv: string[]): Promise<number> {
   if (a.headBatch) recipe.heads.batch = a.headBatch;
   if (a.supervisedBatch) recipe.supervised.batch = a.supervisedBatch;
   if (a.blocks) recipe.features.blocks = a.blocks;
+  if (a.ddpmBlocks) recipe.features.ddpmBlocks = a.ddpmBlocks;
   if (a.mdmT) recipe.features.mdmTimesteps = a.mdmT;
+  if (a.ddpmT) recipe.features.ddpmTimesteps = a.ddpmT;
   if (a.heads) recipe.heads.count = a.heads;
   if (a.maxEpochs) {
     recipe.heads.maxEpochs = a.maxEpochs;

@@ -76,19 +76,29 @@ function verdicts(r: ExperimentResult, labels: number): string[] {
   ].filter((x): x is string => x !== null);
 }
 
+/** What the MDM features see at timesteps `ts`: the mask ratio is t / 1000 (0: the image as it is). */
+function maskedInputs(ts: number[]): string {
+  const one = (t: number) =>
+    t === 0 ? "the image as it is (t = 0)" : `the image with ${t / 10}% of its patches blanked (t = ${t})`;
+  return ts.map(one).join(" and ");
+}
+
 function describeRows(r: ExperimentResult): string[] {
   const rec = r.recipe, f = rec.features;
   const ch = (k: keyof ExperimentResult["featureChannels"]) => r.featureChannels[k] ?? "?";
   return [
     `- **${ROW_NAMES.mdm}**: the UNet pre-trained by masked diffusion (patches of 8×8 px blanked at a rate set by ` +
     `a random timestep, reconstruction scored by SSIM) is frozen; each pixel is described by the activations of ` +
-    `decoder blocks ${f.blocks.join(", ")} (${ch("mdm")} numbers per pixel) of the image with 5% of its patches ` +
-    `blanked (t = ${f.mdmTimesteps.join(", ")}); a small per-pixel network (MLP 128-32-2) learns nucleus or ` +
+    `decoder blocks ${f.blocks.join(", ")} (${ch("mdm")} numbers per pixel) of ${
+      maskedInputs(f.mdmTimesteps)
+    }; a small per-pixel network (MLP 128-32-2) learns nucleus or ` +
     `background from them. This is the paper's method.`,
     `- **${ROW_NAMES.ddpm}**: the same UNet, pre-trained as a denoising diffusion model (Gaussian noise, MSE) ` +
-    `with the same images, steps and batch; features of the same blocks at noise levels t = ${
-      f.ddpmTimesteps.join(", ")
-    } concatenated (${ch("ddpm")} numbers per pixel). The paper's main baseline.`,
+    `with the same images, steps and batch; features of decoder blocks ${
+      (f.ddpmBlocks ?? f.blocks).join(", ")
+    } at noise levels t = ${f.ddpmTimesteps.join(", ")} concatenated (${
+      ch("ddpm")
+    } numbers per pixel). The paper's main baseline.`,
     `- **${ROW_NAMES.random}**: the same UNet with the weights pre-training starts from (no training at all), ` +
     `read exactly as MDM's (${ch("random")} numbers per pixel). Its gap to MDM is what pre-training buys. ` +
     `guided-diffusion starts every residual branch at zero, so these features are a fixed bank of ` +
