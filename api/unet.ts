@@ -15,6 +15,7 @@
 export { type ForwardOptions, type ForwardResult, UNet } from "../src/models/unet/unet.ts";
 export {
   defaultChannelMult,
+  defaultChannelsLast,
   FFHQ_256,
   MEDICAL_256,
   resolveConfig,

@@ -4,7 +4,8 @@
 // authors' per-sample style. All three train on the synthetic dataset's PNGs.
 //
 //   deno run -A bench/pretrain.ts [--threads N] [--only small|medium|gd-small|paper] [--rounds R]
-//                                 [--cache DIR] [--device cpu|cuda] [--channels-last]
+//                                 [--cache DIR] [--device cpu|cuda]
+//                                 [--layout nchw|channels-last]
 //
 // Each round runs every side once in its own process (warm-up, then best of `repeats` timed runs
 // of `steps` steps); sides alternate within a round so that a noisy neighbour hits all of them,
@@ -14,14 +15,14 @@ import { RandomCropLoader } from "../src/data/folder.ts";
 import { readImage } from "../src/data/image.ts";
 import { ensureSyntheticDataset } from "../src/data/synthetic.ts";
 import { PRETRAIN_DEFAULTS, Pretrainer } from "../src/mdm/pretrain.ts";
-import { denoJson, flag, npyCopies, pythonJson, report } from "./util.ts";
+import { denoJson, flag, layoutArgs, layoutFlag, npyCopies, pythonJson, report } from "./util.ts";
 
 const threads = Number(flag("threads") ?? 2);
 const rounds = Number(flag("rounds") ?? 2);
 const cache = flag("cache") ?? ".cache/synthetic";
 const device = (flag("device") ?? "cpu") as Device;
-// mdm's UNet on channels-last activations and weights (PyTorch's side stays NCHW, as a user runs it).
-const channelsLast = Deno.args.includes("--channels-last");
+// mdm's UNet layout (PyTorch's side stays NCHW, as a user runs it).
+const channelsLast = layoutFlag(device);
 const EMA_RATE = 0.9999;
 
 // UNet settings beyond these are mdm's defaults (numHeads 4, scale-shift norm on, no
@@ -94,7 +95,7 @@ async function mdmSide(name: Name): Promise<{ step_ms: number; loss: number }> {
       cache,
       "--device",
       device,
-      ...(channelsLast ? ["--channels-last"] : []),
+      ...layoutArgs(channelsLast),
     ],
     `mdm side of ${name}`,
   );
@@ -169,7 +170,7 @@ if (Deno.args.includes("--child")) {
       best.loop = Math.min(best.loop, l.step_ms);
     }
     const title = `MDM pre-training step, ${name} (crop ${c.unet.imageSize}, batch ${c.batch}, ${device}, ` +
-      `threads=${threads}${channelsLast ? ", mdm channels-last" : ""})`;
+      `threads=${threads}, mdm ${channelsLast ? "channels-last" : "NCHW"})`;
     report(`${title}: time, ratio = mdm / PyTorch (below 1: mdm is faster)`, [
       ["ms per step vs batched PyTorch", best.mdm, best.batched],
       ["ms per step vs per-sample-loop PyTorch", best.mdm, best.loop],

@@ -3,7 +3,8 @@
 // process's maximum resident set (the CPU) or the allocator's peak (PyTorch on a GPU).
 //
 //   deno run -A bench/unet.ts [--threads N] [--only small,gd-medium,...] [--device cpu|cuda]
-//                             [--precision fp32|bf16|both] [--compile] [--channels-last] [--torch-channels-last]
+//                             [--precision fp32|bf16|both] [--compile] [--layout nchw|channels-last]
+//                             [--torch-channels-last]
 //
 // fp32 compares mdm with PyTorch eager; bf16 runs mdm's torso in bfloat16 (norms and softmax in
 // float32, float32 master weights) against PyTorch's whole step under torch.autocast(bfloat16);
@@ -11,14 +12,14 @@
 import { AdamW, type Device, F, manualSeed, randint, randn, setNumThreads, tidy } from "../mod.ts";
 import type { UNetConfig } from "../src/models/unet/config.ts";
 import { UNet } from "../src/models/unet/unet.ts";
-import { denoJson, flag, pythonJson, report } from "./util.ts";
+import { denoJson, flag, layoutArgs, layoutFlag, pythonJson, report } from "./util.ts";
 
 const threads = Number(flag("threads") ?? 2);
 const device = (flag("device") ?? "cpu") as Device;
 const precisions = flag("precision") === "both" ? ["fp32", "bf16"] : [flag("precision") ?? "fp32"];
 // mdm's layout and PyTorch's are chosen apart: a PyTorch user runs the default layout unless they
 // convert the model and the input themselves.
-const channelsLast = Deno.args.includes("--channels-last");
+const channelsLast = layoutFlag(device);
 const torchChannelsLast = Deno.args.includes("--torch-channels-last");
 
 // guided-diffusion's usual settings: up/down-sampling ResBlocks, scale-shift norm, 32-channel heads.
@@ -80,7 +81,7 @@ async function mdmSide(name: string, precision: string) {
   const args = ["--child", name, "--threads", String(threads), "--device", device, "--precision", precision];
   return await denoJson(
     new URL(import.meta.url).pathname,
-    channelsLast ? [...args, "--channels-last"] : args,
+    [...args, ...layoutArgs(channelsLast)],
     `mdm ${name}`,
   );
 }

@@ -1,11 +1,29 @@
 // Shared pieces of the benchmarks: flags, child processes (mdm's and Python's), libtorch flags, images
 // decoded for the Python side, and the result table.
 import { readImage, toRGB } from "../src/data/image.ts";
+import type { Device } from "../src/device.ts";
+import { defaultChannelsLast } from "../src/models/unet/config.ts";
 
 /** The value after `--name` on the command line. */
 export function flag(name: string): string | undefined {
   const i = Deno.args.indexOf(`--${name}`);
   return i >= 0 ? Deno.args[i + 1] : undefined;
+}
+
+/**
+ * mdm's UNet layout for a bench on `device`: `--layout nchw|channels-last`, or the UNet's own
+ * default there (`defaultChannelsLast`). Returns whether it is channels-last.
+ */
+export function layoutFlag(device: Device): boolean {
+  const layout = flag("layout");
+  if (layout === undefined) return defaultChannelsLast(device);
+  if (layout !== "nchw" && layout !== "channels-last") throw new Error(`--layout ${layout}: nchw or channels-last`);
+  return layout === "channels-last";
+}
+
+/** The flag that gives a child process the same layout. */
+export function layoutArgs(channelsLast: boolean): string[] {
+  return ["--layout", channelsLast ? "channels-last" : "nchw"];
 }
 
 /**

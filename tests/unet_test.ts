@@ -4,7 +4,7 @@
 // counts, config and input validation, the Module utilities and memory.
 import assert from "node:assert/strict";
 import { liveTensors, manualSeed, noGrad, randn, type Tensor, tensor, tidy } from "../mod.ts";
-import { FFHQ_256, MEDICAL_256, resolveConfig } from "../src/models/unet/config.ts";
+import { defaultChannelsLast, FFHQ_256, MEDICAL_256, resolveConfig } from "../src/models/unet/config.ts";
 import { UNet } from "../src/models/unet/unet.ts";
 import { rootBuilder, StateDictError } from "../src/nn/module.ts";
 import {
@@ -151,6 +151,8 @@ for (const [name, preset] of [["MEDICAL_256", MEDICAL_256], ["FFHQ_256", FFHQ_25
     code: pyModel(preset, ', device="meta"') + "result = {k: list(v.shape) for k, v in model.state_dict().items()}",
   };
 }
+// The reference's own libtorch major version (the same library mdm runs on): channels-last's default.
+request["torch major"] = { code: 'result = int(torch.__version__.split(".")[0])' };
 const ref = await torchRef(request);
 
 /** The port's parameter count, from the shapes a `keys` case returned. */
@@ -416,6 +418,16 @@ Deno.test("Module utilities on the UNet", async (t) => {
     model.to({ dtype: "float32" });
     assertIdentical(noGrad(() => model.forward(x8, t2).output!), out32, "output after the round trip");
   });
+});
+
+Deno.test("channels-last is the default on CPUs with libtorch 2, off with 1.x, and a config's choice wins", () => {
+  const cfg = { imageSize: 8, modelChannels: 32, channelMult: [1], numResBlocks: 1, attentionResolutions: [] };
+  const onCpu = (c: Partial<Config>) => new UNet({ ...cfg, ...c }, rootBuilder({ device: "cpu" })).config.channelsLast;
+  assert.equal(onCpu({}), (ref["torch major"] as unknown as number) >= 2);
+  assert.equal(onCpu({ channelsLast: false }), false);
+  assert.equal(onCpu({ channelsLast: true }), true);
+  assert.equal(defaultChannelsLast("cuda"), false);
+  assert.equal(resolveConfig(cfg).channelsLast, false, "resolveConfig alone keeps guided-diffusion's layout");
 });
 
 Deno.test("forward and backward inside tidy leave no native handles behind", () => {

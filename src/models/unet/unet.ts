@@ -8,7 +8,7 @@ import type { VarBuilder } from "../../nn/builder.ts";
 import { Conv2d, Downsample, GroupNorm, Linear, Upsample } from "../../nn/layers.ts";
 import { Module, rootBuilder } from "../../nn/module.ts";
 import { AttentionBlock } from "./attention.ts";
-import { resolveConfig, type UNetConfig } from "./config.ts";
+import { defaultChannelsLast, resolveConfig, type UNetConfig } from "./config.ts";
 import { ResBlock } from "./resblock.ts";
 import { timestepEmbedding } from "./timestep.ts";
 
@@ -83,7 +83,10 @@ export class UNet extends Module {
    */
   constructor(config: Partial<UNetConfig> & { imageSize: number }, vb: VarBuilder = rootBuilder()) {
     super(vb);
-    const c = this.config = resolveConfig(config);
+    const c = this.config = resolveConfig({
+      ...config,
+      channelsLast: config.channelsLast ?? defaultChannelsLast(vb.store.device),
+    });
     vb.store.channelsLast = c.channelsLast;
     const mc = c.modelChannels, embDim = 4 * mc;
     const attnDs = new Set(c.attentionResolutions.map((r) => c.imageSize / r));
