@@ -56,8 +56,8 @@ export interface UNetConfig {
 /**
  * Whether a UNet on `device` runs channels-last unless its config says: on CPUs with libtorch 2.x,
  * where the training step measured 3-13% faster (oneDNN's convolutions, the fused norm kernel and
- * the fused attention all take NHWC); not with libtorch 1.x, whose group norm and attention lost the
- * convolutions' gain again, nor on CUDA, where it has not been measured.
+ * the fused attention all take NHWC); not with libtorch 1.x, where it measured slower before the
+ * fused kernels and has not been measured since, nor on CUDA, where it has not been measured.
  */
 export function defaultChannelsLast(device: Device): boolean {
   return device === "cpu" && Number(torchVersion().split(".")[0]) >= 2;
