@@ -1,24 +1,13 @@
 // Node side of bench/node.ts: the same three measurements through the npm build (build/npm/package),
 // whose native calls go through koffi. Prints one JSON object.
 import process from "node:process";
+import { perCall } from "./per_call.mjs";
 
 const { AdamW, F, liveTensors, manualSeed, ones, randint, randn, setNumThreads, tidy } = await import(
   new URL("../build/npm/package/dist/mod.js", import.meta.url).href
 );
 const { UNet } = await import(new URL("../build/npm/package/dist/api/unet.js", import.meta.url).href);
 const cfg = JSON.parse(process.argv[2]);
-
-// bench/util.ts's perCall, written again: this file runs under Node, which cannot import TypeScript.
-function perCall(fn, n, repeats = 5) {
-  for (let i = 0; i < Math.max(1, n / 10); i++) fn();
-  let best = Infinity;
-  for (let r = 0; r < repeats; r++) {
-    const t0 = performance.now();
-    for (let i = 0; i < n; i++) fn();
-    best = Math.min(best, (performance.now() - t0) / n);
-  }
-  return best;
-}
 
 setNumThreads(cfg.threads);
 const trivial = perCall(() => liveTensors(), cfg.calls) * 1e3;

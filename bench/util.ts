@@ -132,14 +132,4 @@ export function report(title: string, rows: [string, number, number][], columns 
   }
 }
 
-/** Milliseconds per call of `fn`: the best of `repeats` timed loops of `n` calls, after n/10 warm-up calls. */
-export function perCall(fn: () => void, n: number, repeats = 5): number {
-  for (let i = 0; i < Math.max(1, n / 10); i++) fn();
-  let best = Infinity;
-  for (let r = 0; r < repeats; r++) {
-    const t0 = performance.now();
-    for (let i = 0; i < n; i++) fn();
-    best = Math.min(best, (performance.now() - t0) / n);
-  }
-  return best;
-}
+export { perCall } from "./per_call.mjs";

@@ -111,6 +111,27 @@ function forwardBackward(model: UNet, x: Tensor<"float32">, t: Tensor<"int64">, 
   return { output, features, loss, grads, xGrad: xg.grad };
 }
 
+/** Every parameter's gradient and the input's against the port's, after one backward pass. */
+function assertGradients(
+  ours: Pick<ReturnType<typeof forwardBackward>, "grads" | "xGrad">,
+  py: Record<string, RefValue>,
+) {
+  const grads = py.grads as Record<string, RefValue>;
+  assert.deepEqual([...ours.grads.keys()].sort(), Object.keys(grads).sort());
+  // With 32 channels GroupNorm has one channel per group and removes any per-channel constant:
+  // biases added just before such a norm (in_layers.2, the additive embedding, the last block's
+  // output before out.0) get a gradient that is zero but for rounding. Those must be ~0 here
+  // too; every other gradient is compared relative to its own scale.
+  const zero = ZERO_GRAD * Math.max(...Object.values(grads).map((g) => maxAbs(refTensor(g))));
+  for (const [k, g] of ours.grads) {
+    const r = refTensor(grads[k], k);
+    if (maxAbs(r) < zero) {
+      assert.ok(g !== null && g.abs().amax().item() < zero, `gradient of ${k} should vanish, is not ~0`);
+    } else assertScaled(g, r, GRAD, `gradient of ${k}`);
+  }
+  assertScaled(ours.xGrad, py.x_grad, GRAD, "gradient of x");
+}
+
 // ---- one PyTorch process for every comparison
 manualSeed(20240612);
 const x = randn([2, 3, 32, 32], { device: DEVICE });
@@ -194,20 +215,7 @@ for (const [name, { cfg, capture }] of Object.entries(CASES)) {
 
     await t.step("after one backward pass every parameter's gradient and the input's agree", () => {
       assert.ok(full, "the forward step failed");
-      const grads = py.grads as Record<string, RefValue>;
-      assert.deepEqual([...full.grads.keys()].sort(), Object.keys(grads).sort());
-      // With 32 channels GroupNorm has one channel per group and removes any per-channel constant:
-      // biases added just before such a norm (in_layers.2, the additive embedding, the last block's
-      // output before out.0) get a gradient that is zero but for rounding. Those must be ~0 here
-      // too; every other gradient is compared relative to its own scale.
-      const zero = ZERO_GRAD * Math.max(...Object.values(grads).map((g) => maxAbs(refTensor(g))));
-      for (const [k, g] of full.grads) {
-        const r = refTensor(grads[k], k);
-        if (maxAbs(r) < zero) {
-          assert.ok(g !== null && g.abs().amax().item() < zero, `gradient of ${k} should vanish, is not ~0`);
-        } else assertScaled(g, r, GRAD, `gradient of ${k}`);
-      }
-      assertScaled(full.xGrad, py.x_grad, GRAD, "gradient of x");
+      assertGradients(full, py);
     });
 
     await t.step("stopAfterCapture returns the same features and no output", () => {
@@ -236,13 +244,7 @@ for (const [name, { cfg, capture }] of Object.entries(CASES)) {
       assertScaled(ours.output, py.out, FORWARD, "output");
       assertScaled(ours.loss, py.loss, FORWARD, "loss");
       ours.features.forEach((f, i) => assertScaled(f, (py.features as RefValue[])[i], FORWARD, `feature ${i}`));
-      const grads = py.grads as Record<string, RefValue>;
-      const zero = ZERO_GRAD * Math.max(...Object.values(grads).map((g) => maxAbs(refTensor(g))));
-      for (const [k, g] of ours.grads) {
-        const r = refTensor(grads[k], k);
-        if (maxAbs(r) >= zero) assertScaled(g, r, GRAD, `gradient of ${k}`);
-      }
-      assertScaled(ours.xGrad, py.x_grad, GRAD, "gradient of x");
+      assertGradients(ours, py);
     });
 
     await t.step("the bfloat16 torso runs and stays close to float32 and to the port's bfloat16 torso", () => {
