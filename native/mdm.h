@@ -304,9 +304,10 @@ MDM_API mdm_tensor mdm_pad(mdm_tensor x, const int64_t* pads, int32_t n, int32_t
  * statistics for the backward pass; libtorch's separate ops otherwise. */
 MDM_API mdm_tensor mdm_group_norm_silu(mdm_tensor x, int32_t groups, mdm_tensor w, mdm_tensor b, mdm_tensor scale,
                                        mdm_tensor shift, double eps, mdm_status* st);
-/* softmax(q kᵀ · scale) v over [batch, L, E] (q) and [batch, S, E] (k, v) -> [batch, L, E]: libtorch's fused
- * scaled_dot_product_attention where it has one (2.1 and later), else the same product as bmm, float32 softmax, bmm
- * with q and k each scaled by sqrt(scale). */
+/* softmax(q kᵀ · scale) v over [batch(, heads), L, E] (q) and [batch(, heads), S, E] (k, v) -> [batch(, heads), L, E]:
+ * libtorch's fused scaled_dot_product_attention where it has one (2.1 and later; its flash kernel, inputs made
+ * channel-contiguous for it), else the same product as bmm, float32 softmax, bmm with q and k each scaled by
+ * sqrt(scale). */
 MDM_API mdm_tensor mdm_sdpa(mdm_tensor q, mdm_tensor k, mdm_tensor v, double scale, mdm_status* st);
 MDM_API mdm_tensor mdm_cross_entropy(mdm_tensor logits, mdm_tensor target, mdm_tensor weight, int32_t reduction,
                                      int32_t ignore_index, double label_smoothing, mdm_status* st);

@@ -273,10 +273,11 @@ export function softmax<D extends DType, V extends Device, E extends DType = D>(
 }
 
 /**
- * Attention: softmax(q kᵀ · scale) v for q [B, L, E], k and v [B, S, E] -> [B, L, E]; `scale` defaults to
- * E^-1/2. libtorch's fused kernel (flash attention on the CPU) where the libtorch has one (2.1 and later),
- * which never holds the [B, L, S] weights; with libtorch 1.x the same product in three ops. Throws a
- * TorchError for other ranks or mismatched sizes.
+ * Attention: softmax(q kᵀ · scale) v for q [B, L, E], k and v [B, S, E] -> [B, L, E], or the same with a
+ * heads dimension ([B, H, L, E] and so on); `scale` defaults to E^-1/2. libtorch's fused kernel (flash
+ * attention on the CPU) where the libtorch has one (2.1 and later), which never holds the [B, L, S] weights
+ * and runs fastest on [B, H, L, E] views of a [B, L, H, E] tensor; with libtorch 1.x the same product in
+ * three ops. Throws a TorchError for other ranks or mismatched sizes.
  */
 export function scaledDotProductAttention<D extends DType, V extends Device>(
   q: Tensor<D, V>,

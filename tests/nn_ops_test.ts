@@ -3,7 +3,9 @@
 // case runs in one Python process; each compares with a stated tolerance.
 import { F, manualSeed, ones, rand, randint, randn, type Tensor, tidy, zeros } from "../mod.ts";
 import { type Arg, call, dt, EXACT, type OpCase, OpSuite, type Tol } from "./helpers/op_harness.ts";
-import { assertClose, DEVICE } from "./helpers/torch_ref.ts";
+import { assertClose, DEVICE, type RefTensor } from "./helpers/torch_ref.ts";
+import { Conv1d } from "../src/nn/layers.ts";
+import { rootBuilder } from "../src/nn/module.ts";
 
 // Elementwise float32 math: a few ulps of slack for differently vectorised or CUDA kernels.
 const ELEMENTWISE: Tol = { rtol: 1e-5, atol: 1e-6 };
@@ -177,14 +179,18 @@ suite.test("softmax and logSoftmax agree with PyTorch", {
   "softmax in bfloat16": op("softmax", [xsb, -1], undefined, BF16),
 });
 
-// Attention as the UNet calls it: [N·heads, L, ch], one length against another, transposed views.
+// Attention: [N·heads, L, ch], one length against another, transposed views; and as the UNet calls
+// it, [N, heads, L, ch] views of its [N, L, heads, 3, ch] qkv product.
 const aq = r(6, 16, 8), ak = r(6, 20, 8), av = r(6, 20, 8), aqkv = r(4, 24, 64);
 const [tq, tk, tv] = aqkv.split(8, 1).map((t) => t.transpose(1, 2)); // [4, 64, 8] views of [4, 8, 64]
+const hqkv = r(2, 64, 3, 3, 8); // [N, L, heads, 3, ch]
+const [hq, hk, hv] = [0, 1, 2].map((i) => hqkv.select(3, i).transpose(1, 2)); // [2, 3, 64, 8]
 
 suite.test("scaledDotProductAttention agrees with softmax(q kᵀ · scale) v", {
   "default scale": op("scaledDotProductAttention", [aq, ak, av], undefined, REDUCED),
   "scale 0.1": op("scaledDotProductAttention", [aq, ak, av], { scale: 0.1 }, REDUCED),
   "transposed views of one qkv tensor": op("scaledDotProductAttention", [tq, tk, tv], undefined, REDUCED),
+  "[N, heads, L, ch] views of one qkv tensor": op("scaledDotProductAttention", [hq, hk, hv], undefined, REDUCED),
 });
 
 suite.test("relu, silu and gelu agree with PyTorch", {
@@ -432,5 +438,35 @@ Deno.test("dropout properties", async (t) => {
       }
       assert(threw, `dropout(p=${p}) did not throw a RangeError`);
     }
+  });
+});
+
+// The attention block's 1×1 convolutions on [N, L, C] views: against F.conv1d (checked against
+// PyTorch above) on the same values transposed, forward and gradients.
+Deno.test("Conv1d.forwardChannelsLast is conv1d of the transposed input", async (t) => {
+  manualSeed(11);
+  const conv = new Conv1d(rootBuilder({ device: DEVICE }).pp("qkv"), 6, 9, 1);
+  const x = randn([2, 5, 6], { device: DEVICE }); // [N, L, C_in]
+  const asRef = (y: Tensor): RefTensor => ({ dtype: y.dtype, shape: [...y.shape], data: y.toArray() as Float32Array });
+  await t.step("forward and the weight's and bias's gradients", () => {
+    const y = conv.forwardChannelsLast(x);
+    y.square().sum().backward();
+    const [gw, gb] = [conv.weight.grad!, conv.bias!.grad!].map((g) => g.clone());
+    conv.weight.zeroGrad(true), conv.bias!.zeroGrad(true);
+    const ref = F.conv1d(x.transpose(1, 2), conv.weight, conv.bias).transpose(1, 2);
+    ref.square().sum().backward();
+    assertClose(y, asRef(ref), REDUCED, "output");
+    assertClose(gw, asRef(conv.weight.grad!), REDUCED, "weight gradient [9, 6, 1]");
+    assertClose(gb, asRef(conv.bias!.grad!), REDUCED, "bias gradient");
+  });
+  await t.step("a wider kernel is a RangeError naming the layer", () => {
+    const wide = new Conv1d(rootBuilder({ device: DEVICE }).pp("wide"), 6, 9, 3);
+    let message = "";
+    try {
+      wide.forwardChannelsLast(x);
+    } catch (e) {
+      message = e instanceof RangeError ? e.message : `not a RangeError: ${e}`;
+    }
+    assert(message.startsWith("Conv1d wide: forwardChannelsLast needs kernel 1"), `got "${message}"`);
   });
 });

@@ -95,6 +95,22 @@ export class Conv1d extends Conv {
   forward(x: FloatTensor): FloatTensor {
     return F.conv1d(x, as(this.weight, x)!, as(this.bias, x), this.geometry);
   }
+  // [N, L, C_in] -> [N, L, C_out]
+  /**
+   * A width-1 convolution of x [N, L, C_in] with the channels last -> [N, L, C_out]: `forward`'s values for
+   * x transposed, as one matrix product (no transposed copies when x is a view of channels-last activations).
+   * @throws RangeError when the layer is not a width-1, stride-1, unpadded convolution.
+   */
+  forwardChannelsLast(x: FloatTensor): FloatTensor {
+    const { stride, padding } = this.geometry;
+    if (this.kernel !== 1 || stride !== 1 || padding !== 0) {
+      throw new RangeError(
+        `Conv1d ${this.prefix}: forwardChannelsLast needs kernel 1, stride 1, padding 0 ` +
+          `(got kernel ${this.kernel}, stride ${stride}, padding ${padding})`,
+      );
+    }
+    return tidy(() => F.linear(x, as(this.weight, x)!.reshape(this.outChannels, this.inChannels), as(this.bias, x)));
+  }
 }
 
 /** A fully connected layer y = x·Wᵀ + b (torch.nn.Linear): keys `weight` [out, in] and `bias` [out]. */

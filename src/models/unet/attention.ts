@@ -60,6 +60,21 @@ export class AttentionBlock extends Module {
   // [N, C, H, W] -> [N, C, H, W]
   /** Applies attention to x [N, C, H, W] -> [N, C, H, W] (the same dtype and memory layout). */
   forward(x: Activations): Activations {
+    return x.isMemoryFormat("channelsLast") && !x.isMemoryFormat("contiguous")
+      ? this.positionsFirst(x)
+      : this.channelsFirst(x);
+  }
+
+  /**
+   * softmax(qᵀk / √ch) vᵀ per head, as guided-diffusion's einsums compute it (with q and k each
+   * scaled by ch^-1/4), in libtorch's fused attention kernel.
+   */
+  private attend(q: Activations, k: Activations, v: Activations): Activations {
+    return F.scaledDotProductAttention(q, k, v, { scale: 1 / Math.sqrt(this.channels / this.numHeads) });
+  }
+
+  /** guided-diffusion's own order of operations, copy-free on row-major activations. */
+  private channelsFirst(x: Activations): Activations {
     return tidy(() => {
       const [b, c, ...spatial] = x.shape;
       const flat = x.reshape(b, c, -1); // [N, C, L]
@@ -72,16 +87,30 @@ export class AttentionBlock extends Module {
       } else {
         [q, k, v] = qkv.reshape(b * heads, 3 * ch, length).split(ch, 1);
       }
-      // softmax(qᵀk / √ch) vᵀ per head, as guided-diffusion's einsums compute it (with q and k each
-      // scaled by ch^-1/4), in libtorch's fused attention kernel: [N·heads, L, ch] each way.
-      const a = F.scaledDotProductAttention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), {
-        scale: 1 / Math.sqrt(ch),
-      }).transpose(1, 2).reshape(b, c, length); // [N, C, L]
-      const out = flat.add(this.projOut.forward(a)).reshape(b, c, ...spatial);
-      // Flattening made the activations row-major; keep the surrounding convolutions' layout.
-      return x.isMemoryFormat("channelsLast") && !x.isMemoryFormat("contiguous")
-        ? out.toMemoryFormat("channelsLast")
-        : out;
+      const a = this.attend(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)) // [N·heads, L, ch]
+        .transpose(1, 2).reshape(b, c, length); // [N, C, L]
+      return flat.add(this.projOut.forward(a)).reshape(b, c, ...spatial);
+    });
+  }
+
+  /**
+   * Positions first: views of channels-last activations, so that the 1×1 convolutions are plain
+   * matrix products and q, k, v come out with contiguous channels, as the flash kernel takes them.
+   */
+  private positionsFirst(x: Activations): Activations {
+    return tidy(() => {
+      const [b, c, ...spatial] = x.shape;
+      const heads = this.numHeads, ch = c / heads;
+      const positions = (t: Activations) => t.reshape(b, c, -1).transpose(1, 2); // [N, L, C]
+      const residual = positions(x);
+      const length = residual.size(1);
+      const qkv = this.qkv.forwardChannelsLast(positions(this.norm.forward(x))); // [N, L, 3C]
+      // The legacy order splits each head's 3·ch channels into q, k, v; the new one splits q, k, v first.
+      const parts = this.newOrder ? qkv.reshape(b, length, 3, heads, ch) : qkv.reshape(b, length, heads, 3, ch);
+      const [q, k, v] = [0, 1, 2].map((i) => parts.select(this.newOrder ? 2 : 3, i).transpose(1, 2)); // [N, heads, L, ch]
+      const a = this.attend(q, k, v).transpose(1, 2).reshape(b, length, c); // [N, L, C]
+      // [N, L, C] row-major is [N, C, H, W] channels-last.
+      return residual.add(this.projOut.forwardChannelsLast(a)).transpose(1, 2).reshape(b, c, ...spatial);
     });
   }
 }
