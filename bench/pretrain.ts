@@ -9,7 +9,8 @@
 //
 // Each round runs every side once in its own process (warm-up, then best of `repeats` timed runs
 // of `steps` steps); sides alternate within a round so that a noisy neighbour hits all of them,
-// and each figure is the best over the rounds.
+// and each figure is the best over the rounds; the speedups also as the median of each round's own
+// (the machine's load drifts between rounds more than within one).
 import { type Device, setNumThreads, tidy } from "../mod.ts";
 import { RandomCropLoader } from "../src/data/folder.ts";
 import { readImage } from "../src/data/image.ts";
@@ -24,6 +25,11 @@ const device = (flag("device") ?? "cpu") as Device;
 // mdm's UNet layout (PyTorch's side stays NCHW, as a user runs it).
 const channelsLast = layoutFlag(device);
 const EMA_RATE = 0.9999;
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b), mid = s.length >> 1;
+  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
+}
 
 // UNet settings beyond these are mdm's defaults (numHeads 4, scale-shift norm on, no
 // resblockUpdown, conv resampling), which are also unet_ref.py's defaults.
@@ -159,8 +165,12 @@ if (Deno.args.includes("--child")) {
         }),
       ]);
     const best = { mdm: Infinity, batched: Infinity, loop: Infinity };
+    // Each round's own speedups: its three sides ran back to back, under one load.
+    const perRound = { batched: [] as number[], loop: [] as number[] };
     for (let r = 0; r < rounds; r++) {
       const m = await mdmSide(name), b = await py("batched"), l = await py("loop");
+      perRound.batched.push(b.step_ms / m.step_ms);
+      perRound.loop.push(l.step_ms / m.step_ms);
       console.error(
         `${name} round ${r + 1}: ms per step mdm ${m.step_ms.toFixed(1)}, batched ${b.step_ms.toFixed(1)}, ` +
           `loop ${l.step_ms.toFixed(1)} (last losses ${m.loss.toFixed(4)}, ${b.loss.toFixed(4)}, ${l.loss.toFixed(4)})`,
@@ -178,15 +188,20 @@ if (Deno.args.includes("--child")) {
     // Throughput, the issue's measure: higher is better, speedup = mdm / PyTorch.
     const ips = (ms: number) => (c.batch * 1000) / ms;
     console.log(`\n${title}: throughput, speedup = mdm / PyTorch (above 1: mdm is faster)`);
-    console.log(`${"".padEnd(28)}  ${"images/s".padStart(10)}  ${"speedup".padStart(8)}`);
-    const rows: [string, number][] = [
-      ["mdm", best.mdm],
-      ["PyTorch, batched", best.batched],
-      ["PyTorch, per-sample loop", best.loop],
+    console.log(
+      `${"".padEnd(28)}  ${"images/s".padStart(10)}  ${"speedup".padStart(8)}  ${"per-round median".padStart(16)}`,
+    );
+    const rows: [string, number, number[]][] = [
+      ["mdm", best.mdm, []],
+      ["PyTorch, batched", best.batched, perRound.batched],
+      ["PyTorch, per-sample loop", best.loop, perRound.loop],
     ];
-    for (const [label, ms] of rows) {
+    for (const [label, ms, ratios] of rows) {
       const speedup = label === "mdm" ? "" : (ips(best.mdm) / ips(ms)).toFixed(3);
-      console.log(`${label.padEnd(28)}  ${ips(ms).toFixed(2).padStart(10)}  ${speedup.padStart(8)}`);
+      const typical = ratios.length ? median(ratios).toFixed(3) : "";
+      console.log(
+        `${label.padEnd(28)}  ${ips(ms).toFixed(2).padStart(10)}  ${speedup.padStart(8)}  ${typical.padStart(16)}`,
+      );
     }
   }
 }
