@@ -441,19 +441,20 @@ Deno.test("dropout properties", async (t) => {
   });
 });
 
-// The attention block's 1×1 convolutions on [N, L, C] views: against F.conv1d (checked against
-// PyTorch above) on the same values transposed, forward and gradients.
-Deno.test("Conv1d.forwardChannelsLast is conv1d of the transposed input", async (t) => {
+// The attention block's 1×1 convolutions on channels-last maps: against F.conv1d (checked against
+// PyTorch above) on the same values flattened to [N, C, H·W], forward and gradients.
+Deno.test("Conv1d.forward2d is conv1d at every position of the map", async (t) => {
   manualSeed(11);
   const conv = new Conv1d(rootBuilder({ device: DEVICE }).pp("qkv"), 6, 9, 1);
-  const x = randn([2, 5, 6], { device: DEVICE }); // [N, L, C_in]
+  const x = randn([2, 6, 3, 4], { device: DEVICE }).toMemoryFormat("channelsLast"); // [N, C_in, H, W]
   const asRef = (y: Tensor): RefTensor => ({ dtype: y.dtype, shape: [...y.shape], data: y.toArray() as Float32Array });
-  await t.step("forward and the weight's and bias's gradients", () => {
-    const y = conv.forwardChannelsLast(x);
+  await t.step("forward, layout and the weight's and bias's gradients", () => {
+    const y = conv.forward2d(x);
+    assert(y.isMemoryFormat("channelsLast"), "a channels-last input gave an output in another layout");
     y.square().sum().backward();
     const [gw, gb] = [conv.weight.grad!, conv.bias!.grad!].map((g) => g.clone());
     conv.weight.zeroGrad(true), conv.bias!.zeroGrad(true);
-    const ref = F.conv1d(x.transpose(1, 2), conv.weight, conv.bias).transpose(1, 2);
+    const ref = F.conv1d(x.reshape(2, 6, 12), conv.weight, conv.bias).reshape(2, 9, 3, 4);
     ref.square().sum().backward();
     assertClose(y, asRef(ref), REDUCED, "output");
     assertClose(gw, asRef(conv.weight.grad!), REDUCED, "weight gradient [9, 6, 1]");
@@ -463,10 +464,10 @@ Deno.test("Conv1d.forwardChannelsLast is conv1d of the transposed input", async 
     const wide = new Conv1d(rootBuilder({ device: DEVICE }).pp("wide"), 6, 9, 3);
     let message = "";
     try {
-      wide.forwardChannelsLast(x);
+      wide.forward2d(x);
     } catch (e) {
       message = e instanceof RangeError ? e.message : `not a RangeError: ${e}`;
     }
-    assert(message.startsWith("Conv1d wide: forwardChannelsLast needs kernel 1"), `got "${message}"`);
+    assert(message.startsWith("Conv1d wide: forward2d needs kernel 1"), `got "${message}"`);
   });
 });

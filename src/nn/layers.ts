@@ -95,21 +95,22 @@ export class Conv1d extends Conv {
   forward(x: FloatTensor): FloatTensor {
     return F.conv1d(x, as(this.weight, x)!, as(this.bias, x), this.geometry);
   }
-  // [N, L, C_in] -> [N, L, C_out]
+  // [N, C_in, H, W] -> [N, C_out, H, W]
   /**
-   * A width-1 convolution of x [N, L, C_in] with the channels last -> [N, L, C_out]: `forward`'s values for
-   * x transposed, as one matrix product (no transposed copies when x is a view of channels-last activations).
+   * A width-1 convolution at every position of a 2-D map x [N, C_in, H, W] -> [N, C_out, H, W]: `forward`'s
+   * values for x flattened to [N, C_in, H·W], as a 1×1 2-D convolution that keeps x's memory layout (so
+   * channels-last activations need no copy, and the product runs in oneDNN's convolution kernels).
    * @throws RangeError when the layer is not a width-1, stride-1, unpadded convolution.
    */
-  forwardChannelsLast(x: FloatTensor): FloatTensor {
+  forward2d(x: FloatTensor): FloatTensor {
     const { stride, padding } = this.geometry;
     if (this.kernel !== 1 || stride !== 1 || padding !== 0) {
       throw new RangeError(
-        `Conv1d ${this.prefix}: forwardChannelsLast needs kernel 1, stride 1, padding 0 ` +
+        `Conv1d ${this.prefix}: forward2d needs kernel 1, stride 1, padding 0 ` +
           `(got kernel ${this.kernel}, stride ${stride}, padding ${padding})`,
       );
     }
-    return tidy(() => F.linear(x, as(this.weight, x)!.reshape(this.outChannels, this.inChannels), as(this.bias, x)));
+    return tidy(() => F.conv2d(x, as(this.weight, x)!.unsqueeze(-1), as(this.bias, x)));
   }
 }
 

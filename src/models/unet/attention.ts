@@ -94,23 +94,22 @@ export class AttentionBlock extends Module {
   }
 
   /**
-   * Positions first: views of channels-last activations, so that the 1×1 convolutions are plain
-   * matrix products and q, k, v come out with contiguous channels, as the flash kernel takes them.
+   * Positions first: the 1×1 convolutions on the channels-last map, whose [N, L, C] views give q, k, v
+   * with contiguous channels, as the flash kernel takes them, and take its output back without a copy.
    */
   private positionsFirst(x: Activations): Activations {
     return tidy(() => {
       const [b, c, ...spatial] = x.shape;
       const heads = this.numHeads, ch = c / heads;
-      const positions = (t: Activations) => t.reshape(b, c, -1).transpose(1, 2); // [N, L, C]
-      const residual = positions(x);
-      const length = residual.size(1);
-      const qkv = this.qkv.forwardChannelsLast(positions(this.norm.forward(x))); // [N, L, 3C]
+      const qkv = this.qkv.forward2d(this.norm.forward(x)); // [N, 3C, H, W] channels-last
+      const length = qkv.size(2) * qkv.size(3);
+      const rows = qkv.reshape(b, 3 * c, length).transpose(1, 2); // [N, L, 3C]
       // The legacy order splits each head's 3·ch channels into q, k, v; the new one splits q, k, v first.
-      const parts = this.newOrder ? qkv.reshape(b, length, 3, heads, ch) : qkv.reshape(b, length, heads, 3, ch);
+      const parts = this.newOrder ? rows.reshape(b, length, 3, heads, ch) : rows.reshape(b, length, heads, 3, ch);
       const [q, k, v] = [0, 1, 2].map((i) => parts.select(this.newOrder ? 2 : 3, i).transpose(1, 2)); // [N, heads, L, ch]
       const a = this.attend(q, k, v).transpose(1, 2).reshape(b, length, c); // [N, L, C]
       // [N, L, C] row-major is [N, C, H, W] channels-last.
-      return residual.add(this.projOut.forwardChannelsLast(a)).transpose(1, 2).reshape(b, c, ...spatial);
+      return x.add(this.projOut.forward2d(a.transpose(1, 2).reshape(b, c, ...spatial)));
     });
   }
 }
