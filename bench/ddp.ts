@@ -6,7 +6,7 @@
 // alternate within a round so that a noisy neighbour hits both; each figure is the best round's.
 //
 //   deno run -A bench/ddp.ts [--only tiny,small] [--steps 30] [--warmup 5] [--rounds 3] [--cache DIR]
-import { flag } from "./util.ts";
+import { flag, median } from "./util.ts";
 
 const steps = Number(flag("steps") ?? 30);
 const warmup = Math.max(1, Number(flag("warmup") ?? 5));
@@ -51,8 +51,7 @@ async function measure(config: string[], side: Side): Promise<number> {
     if (!r.success) throw new Error(`train.ts ${args.join(" ")} failed:\n${new TextDecoder().decode(r.stderr)}`);
     const log = Deno.readTextFileSync(`${out}/log.jsonl`).trim().split("\n").map((l) => JSON.parse(l));
     const batch = JSON.parse(Deno.readTextFileSync(`${out}/config.json`)).options.batch as number;
-    const times = log.slice(warmup).map((e, i) => e.seconds - log[warmup + i - 1].seconds).sort((a, b) => a - b);
-    return batch / times[Math.floor(times.length / 2)];
+    return batch / median(log.slice(warmup).map((e, i) => e.seconds - log[warmup + i - 1].seconds));
   } finally {
     Deno.removeSync(out, { recursive: true });
   }

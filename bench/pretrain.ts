@@ -16,7 +16,7 @@ import { RandomCropLoader } from "../src/data/folder.ts";
 import { readImage } from "../src/data/image.ts";
 import { ensureSyntheticDataset } from "../src/data/synthetic.ts";
 import { PRETRAIN_DEFAULTS, Pretrainer } from "../src/mdm/pretrain.ts";
-import { denoJson, flag, layoutArgs, layoutFlag, npyCopies, pythonJson, report } from "./util.ts";
+import { denoJson, flag, layoutArgs, layoutFlag, median, npyCopies, pythonJson, report } from "./util.ts";
 
 const threads = Number(flag("threads") ?? 2);
 const rounds = Number(flag("rounds") ?? 2);
@@ -25,11 +25,6 @@ const device = (flag("device") ?? "cpu") as Device;
 // mdm's UNet layout (PyTorch's side stays NCHW, as a user runs it).
 const channelsLast = layoutFlag(device);
 const EMA_RATE = 0.9999;
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b), mid = s.length >> 1;
-  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
-}
 
 // UNet settings beyond these are mdm's defaults (numHeads 4, scale-shift norm on, no
 // resblockUpdown, conv resampling), which are also unet_ref.py's defaults.

@@ -132,4 +132,10 @@ export function report(title: string, rows: [string, number, number][], columns 
   }
 }
 
+/** The median of `xs` (the mean of the middle two for an even count). */
+export function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b), mid = s.length >> 1;
+  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
+}
+
 export { perCall } from "./per_call.mjs";

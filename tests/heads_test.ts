@@ -19,7 +19,7 @@ import { decoderFeatures, type FeatureOptions } from "../src/segment/features.ts
 import { type HeadTrainingOptions, type Labelled, predictHeads, sampleCrops, trainHead } from "../src/segment/heads.ts";
 import { dice } from "../src/segment/metrics.ts";
 import { gaussianMap, slidingWindow, windowStarts } from "../src/segment/sliding.ts";
-import { assertClose, DEVICE, type RefCase, refTensor, type RefValue, torchRef } from "./helpers/torch_ref.ts";
+import { assertClose, DEVICE, type RefCase, refOf, refTensor, type RefValue, torchRef } from "./helpers/torch_ref.ts";
 
 type FloatTensor = Tensor<FloatDType>;
 
@@ -53,10 +53,6 @@ function assertScaled(ours: Tensor, ref: RefValue | Tensor | undefined, rel: num
   for (const v of r.data) scale = Math.max(scale, Math.abs(Number(v)));
   assert.ok(scale > 0, `${what}: the reference is all zeros`);
   assertClose(ours, r, { rtol: 0, atol: rel * scale, checkDtype: false }, what);
-}
-
-function refOf(t: Tensor) {
-  return { dtype: t.dtype, shape: [...t.shape], data: t.toArray() as Float32Array };
 }
 
 function assertIdentical(a: Tensor, b: Tensor, what: string): void {

@@ -3,7 +3,7 @@
 // case runs in one Python process; each compares with a stated tolerance.
 import { F, manualSeed, ones, rand, randint, randn, type Tensor, tidy, zeros } from "../mod.ts";
 import { type Arg, call, dt, EXACT, type OpCase, OpSuite, type Tol } from "./helpers/op_harness.ts";
-import { assertClose, DEVICE, type RefTensor } from "./helpers/torch_ref.ts";
+import { assertClose, DEVICE, refOf } from "./helpers/torch_ref.ts";
 import { Conv1d } from "../src/nn/layers.ts";
 import { rootBuilder } from "../src/nn/module.ts";
 
@@ -447,7 +447,6 @@ Deno.test("Conv1d.forward2d is conv1d at every position of the map", async (t) =
   manualSeed(11);
   const conv = new Conv1d(rootBuilder({ device: DEVICE }).pp("qkv"), 6, 9, 1);
   const x = randn([2, 6, 3, 4], { device: DEVICE }).toMemoryFormat("channelsLast"); // [N, C_in, H, W]
-  const asRef = (y: Tensor): RefTensor => ({ dtype: y.dtype, shape: [...y.shape], data: y.toArray() as Float32Array });
   await t.step("forward, layout and the weight's and bias's gradients", () => {
     const y = conv.forward2d(x);
     assert(y.isMemoryFormat("channelsLast"), "a channels-last input gave an output in another layout");
@@ -456,9 +455,9 @@ Deno.test("Conv1d.forward2d is conv1d at every position of the map", async (t) =
     conv.weight.zeroGrad(true), conv.bias!.zeroGrad(true);
     const ref = F.conv1d(x.reshape(2, 6, 12), conv.weight, conv.bias).reshape(2, 9, 3, 4);
     ref.square().sum().backward();
-    assertClose(y, asRef(ref), REDUCED, "output");
-    assertClose(gw, asRef(conv.weight.grad!), REDUCED, "weight gradient [9, 6, 1]");
-    assertClose(gb, asRef(conv.bias!.grad!), REDUCED, "bias gradient");
+    assertClose(y, refOf(ref), REDUCED, "output");
+    assertClose(gw, refOf(conv.weight.grad!), REDUCED, "weight gradient [9, 6, 1]");
+    assertClose(gb, refOf(conv.bias!.grad!), REDUCED, "bias gradient");
   });
   await t.step("a wider kernel is a RangeError naming the layer", () => {
     const wide = new Conv1d(rootBuilder({ device: DEVICE }).pp("wide"), 6, 9, 3);

@@ -113,6 +113,11 @@ export async function torchRef(
   return result;
 }
 
+/** An mdm float32 tensor's values as a reference tensor, for comparing against another mdm result. */
+export function refOf(t: Tensor): RefTensor {
+  return { dtype: t.dtype, shape: [...t.shape], data: t.toArray() as Float32Array };
+}
+
 /** Narrows a reference value to a tensor, failing with the case's error if it had one. */
 export function refTensor(v: RefValue | undefined, name = "reference"): RefTensor {
   if (v !== null && typeof v === "object" && "error" in v) throw new Error(String((v as { error: unknown }).error));

@@ -107,9 +107,10 @@ export class AttentionBlock extends Module {
       // The legacy order splits each head's 3·ch channels into q, k, v; the new one splits q, k, v first.
       const parts = this.newOrder ? rows.reshape(b, length, 3, heads, ch) : rows.reshape(b, length, heads, 3, ch);
       const [q, k, v] = [0, 1, 2].map((i) => parts.select(this.newOrder ? 2 : 3, i).transpose(1, 2)); // [N, heads, L, ch]
-      const a = this.attend(q, k, v).transpose(1, 2).reshape(b, length, c); // [N, L, C]
-      // [N, L, C] row-major is [N, C, H, W] channels-last.
-      return x.add(this.projOut.forward2d(a.transpose(1, 2).reshape(b, c, ...spatial)));
+      // The kernel's output is [N, heads, L, ch] over [N, L, heads, ch] memory: as [N, C, H, W], a
+      // channels-last view.
+      const a = this.attend(q, k, v).permute(0, 1, 3, 2).reshape(b, c, ...spatial);
+      return x.add(this.projOut.forward2d(a));
     });
   }
 }
